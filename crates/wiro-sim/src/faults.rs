@@ -1,0 +1,204 @@
+//! Fault injection: added latency, HTTP errors, and "apply the call, then drop the response" —
+//! the failure that makes exactly-once hard, since the caller cannot tell it from a refusal.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// What a rule does when it fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    /// Answer `status` without doing the work (503 and 429 are the usual ones).
+    Error,
+    /// Wait `latency_ms`, then behave normally.
+    Latency,
+    /// Do the work, then close the connection without answering.
+    DropResponse,
+}
+
+/// A rule as posted to `POST /admin/faults`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultSpec {
+    /// Endpoint path such as `UserAgent/Deploy`, or `*` for every endpoint.
+    pub endpoint: String,
+    /// What to do.
+    pub mode: FaultMode,
+    /// HTTP status for `error` (default 503).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Delay for `latency`.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Fire with this probability (0..=1) ...
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// ... or for the next `count` matching calls. With neither, the rule always fires.
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+impl FaultSpec {
+    /// Checks the numbers make sense; the message names the bad field.
+    ///
+    /// # Errors
+    /// A text naming the field that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.endpoint.trim().is_empty() {
+            return Err("endpoint must name a path such as UserAgent/Deploy, or *".into());
+        }
+        if let Some(p) = self.probability
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(format!("probability must be between 0 and 1, got {p}"));
+        }
+        if let Some(s) = self.status
+            && !(400..=599).contains(&s)
+        {
+            return Err(format!(
+                "status must be an HTTP error status (400-599), got {s}"
+            ));
+        }
+        if self.mode == FaultMode::Latency && self.latency_ms.is_none() {
+            return Err("latency_ms is required for mode latency".into());
+        }
+        Ok(())
+    }
+}
+
+/// A stored rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultRule {
+    /// Id for listing.
+    pub id: u64,
+    /// The rule.
+    #[serde(flatten)]
+    pub spec: FaultSpec,
+    /// How many times it fired.
+    pub fired: u64,
+}
+
+/// What the server must do for one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Sleep before handling.
+    pub latency_ms: u64,
+    /// Answer this status instead of handling.
+    pub error_status: Option<u16>,
+    /// Handle, then drop the connection.
+    pub drop_response: bool,
+}
+
+/// The active rules.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<FaultRule>,
+    next_id: u64,
+}
+
+impl Faults {
+    /// Adds a rule; returns its id.
+    pub fn add(&mut self, spec: FaultSpec) -> u64 {
+        self.next_id += 1;
+        self.rules.push(FaultRule {
+            id: self.next_id,
+            spec,
+            fired: 0,
+        });
+        self.next_id
+    }
+
+    /// Removes every rule.
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    /// The rules, for `GET /admin/faults`.
+    pub fn list(&self) -> Vec<FaultRule> {
+        self.rules.clone()
+    }
+
+    /// Decides the faults for one call of `endpoint`. Latencies add up; the first firing error or
+    /// drop rule wins. Count-limited rules are used up as they fire and then removed.
+    pub fn plan(&mut self, endpoint: &str) -> FaultPlan {
+        let mut plan = FaultPlan::default();
+        let mut rng = rand::rng();
+        for rule in &mut self.rules {
+            let spec = &rule.spec;
+            if spec.endpoint != "*" && spec.endpoint != endpoint {
+                continue;
+            }
+            let blocking = matches!(spec.mode, FaultMode::Error | FaultMode::DropResponse);
+            if blocking && (plan.error_status.is_some() || plan.drop_response) {
+                continue;
+            }
+            let fires = match (spec.count, spec.probability) {
+                (Some(0), _) => false,
+                (Some(_), _) => true,
+                (None, Some(p)) => rng.random::<f64>() < p,
+                (None, None) => true,
+            };
+            if !fires {
+                continue;
+            }
+            rule.fired += 1;
+            if let Some(n) = rule.spec.count.as_mut() {
+                *n -= 1;
+            }
+            match rule.spec.mode {
+                FaultMode::Latency => plan.latency_ms += rule.spec.latency_ms.unwrap_or(0),
+                FaultMode::Error => plan.error_status = Some(rule.spec.status.unwrap_or(503)),
+                FaultMode::DropResponse => plan.drop_response = true,
+            }
+        }
+        self.rules.retain(|r| r.spec.count != Some(0));
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(endpoint: &str, mode: FaultMode, count: Option<u64>) -> FaultSpec {
+        FaultSpec {
+            endpoint: endpoint.into(),
+            mode,
+            status: Some(503),
+            latency_ms: Some(20),
+            probability: None,
+            count,
+        }
+    }
+
+    #[test]
+    fn a_counted_rule_fires_exactly_count_times_then_disappears() {
+        let mut faults = Faults::default();
+        faults.add(spec("UserAgent/Deploy", FaultMode::DropResponse, Some(2)));
+        assert!(faults.plan("UserAgent/Deploy").drop_response);
+        assert!(!faults.plan("UserAgent/Detail").drop_response);
+        assert!(faults.plan("UserAgent/Deploy").drop_response);
+        assert!(!faults.plan("UserAgent/Deploy").drop_response);
+        assert!(faults.list().is_empty());
+    }
+
+    #[test]
+    fn latency_adds_up_and_the_first_error_wins() {
+        let mut faults = Faults::default();
+        faults.add(spec("*", FaultMode::Latency, None));
+        faults.add(spec("Agent/List", FaultMode::Latency, None));
+        faults.add(spec("Agent/List", FaultMode::Error, Some(1)));
+        faults.add(spec("Agent/List", FaultMode::DropResponse, Some(1)));
+        let plan = faults.plan("Agent/List");
+        assert_eq!(plan.latency_ms, 40);
+        assert_eq!(plan.error_status, Some(503));
+        assert!(!plan.drop_response);
+        assert!(faults.plan("Agent/List").drop_response);
+    }
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let mut bad = spec("x", FaultMode::Error, None);
+        bad.probability = Some(1.5);
+        assert!(bad.validate().unwrap_err().contains("probability"));
+    }
+}

@@ -1,0 +1,184 @@
+//! `/v1/<Path>`: faults first, then authentication, then the endpoint.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::{
+    DropConnection, HttpResult, auth, json_response, parse_json, text_response, wiro_error,
+};
+use crate::simulator::Simulator;
+use crate::world::instances::{self, Caller, str_field, uint_field};
+use crate::world::{SimError, SimResult, World, billing, messages};
+
+/// Answers one call to `endpoint` (the path after `/v1/`).
+pub(super) async fn handle(
+    sim: &Simulator,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> HttpResult {
+    let plan = sim.faults().plan(endpoint);
+    if plan.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
+    }
+    let outcome = {
+        let mut world = sim.world();
+        *world.calls.entry(endpoint.to_owned()).or_default() += 1;
+        if let Some(status) = plan.error_status {
+            // Like a gateway in front of Wiro: an error page, and the call never reached Wiro.
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Ok(text_response(status, "simulated upstream failure"));
+        }
+        let now = sim.now();
+        match parse_json(body) {
+            Ok(request) => dispatch(&mut world, endpoint, headers, &request, now),
+            Err(message) => Err(SimError {
+                http: 400,
+                code: 0,
+                message,
+            }),
+        }
+    };
+    if plan.drop_response {
+        // The work is done and recorded; the caller never hears about it.
+        return Err(DropConnection);
+    }
+    Ok(match outcome {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("result".into(), json!(true));
+            fields.insert("errors".into(), json!([]));
+            json_response(StatusCode::OK, &Value::Object(fields))
+        }
+        Ok(other) => json_response(StatusCode::OK, &other),
+        Err(e) => wiro_error(
+            StatusCode::from_u16(e.http).unwrap_or(StatusCode::OK),
+            e.code,
+            &e.message,
+        ),
+    })
+}
+
+fn dispatch(
+    world: &mut World,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    now: crate::SimTime,
+) -> SimResult {
+    match endpoint {
+        "Agent/List" => return agent_list(world, body),
+        "Agent/Detail" => return agent_detail(world, body),
+        _ => {}
+    }
+    let caller = auth::authenticate(world, headers)?;
+    if let Some(provider) = endpoint
+        .strip_prefix("UserAgentOAuth/")
+        .and_then(|p| p.strip_suffix("Connect"))
+    {
+        return oauth_connect(world, &caller, provider, body);
+    }
+    match endpoint {
+        "UserAgent/Deploy" => instances::deploy(world, &caller, body, now),
+        "UserAgent/MyAgents" => instances::my_agents(world, &caller, body, now),
+        "UserAgent/Detail" => instances::detail(world, &caller, body, now),
+        "UserAgent/Update" => instances::update(world, &caller, body, now),
+        "UserAgent/Start" => instances::start(world, &caller, body, now),
+        "UserAgent/Stop" => instances::stop(world, &caller, body, now),
+        "UserAgent/CreateExtraCreditCheckout" => billing::extra_credits(world, &caller, body, now),
+        "UserAgent/CancelSubscription" => billing::cancel(world, &caller, body, now),
+        "UserAgent/UpgradePlan" => billing::upgrade(world, &caller, body, now),
+        "UserAgent/RenewSubscription" => billing::renew(world, &caller, body, now),
+        "UserAgent/Message/Send" => messages::send(world, &caller, body, now),
+        "UserAgent/Message/Detail" => messages::detail(world, &caller, body),
+        "UserAgent/Message/History" => messages::history(world, &caller, body),
+        "UserAgent/Message/Sessions" => messages::sessions(world, &caller, body),
+        "UserAgent/Message/Cancel" => messages::cancel(world, &caller, body),
+        "UserAgent/Message/DeleteSession" => messages::delete_session(world, &caller, body),
+        _ => Err(SimError {
+            http: 404,
+            code: 0,
+            message: "Error parsing url.".to_owned(),
+        }),
+    }
+}
+
+/// `Agent/List`: active templates, filtered, sorted and paged.
+fn agent_list(world: &World, body: &Value) -> SimResult {
+    let search = str_field(body, "search").map(str::to_lowercase);
+    let category = str_field(body, "category");
+    let column = str_field(body, "sort").unwrap_or("id");
+    let ascending = str_field(body, "order").is_some_and(|o| o.eq_ignore_ascii_case("asc"));
+    let limit = uint_field(body, "limit").unwrap_or(20).clamp(1, 1000) as usize;
+    let start = uint_field(body, "start").unwrap_or(0) as usize;
+    let mut rows: Vec<_> = world
+        .catalog
+        .templates
+        .iter()
+        .filter(|t| t.is_active())
+        .filter(|t| category.is_none_or(|c| t.categories.iter().any(|x| x == c)))
+        .filter(|t| {
+            search.as_ref().is_none_or(|q| {
+                let description = t
+                    .rest
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                t.title.to_lowercase().contains(q) || description.to_lowercase().contains(q)
+            })
+        })
+        .collect();
+    rows.sort_by_key(|t| t.sort_key(column));
+    if !ascending {
+        rows.reverse();
+    }
+    let total = rows.len();
+    let agents: Vec<Value> = rows
+        .into_iter()
+        .skip(start)
+        .take(limit)
+        .map(|t| t.list_json())
+        .collect();
+    Ok(json!({"total": total, "agents": agents}))
+}
+
+/// `Agent/Detail`: by slug (wins) or guid; trimmed unless `type: "full"`.
+fn agent_detail(world: &World, body: &Value) -> SimResult {
+    let template = match (str_field(body, "slug"), str_field(body, "guid")) {
+        (Some(slug), _) => world.catalog.by_slug(slug),
+        (None, Some(guid)) => world.catalog.by_guid(guid),
+        (None, None) => None,
+    }
+    .ok_or_else(|| SimError::refuse("Agent not found"))?;
+    if !template.is_active() {
+        return Err(SimError::refuse("Agent not found or inactive"));
+    }
+    let full = str_field(body, "type") == Some("full");
+    Ok(json!({"agents": [template.detail_json(full)]}))
+}
+
+/// `UserAgentOAuth/{P}Connect`: validates and returns a consent URL (no provider is contacted).
+fn oauth_connect(world: &World, caller: &Caller, provider: &str, body: &Value) -> SimResult {
+    let guid = str_field(body, "userAgentGuid")
+        .ok_or_else(|| SimError::refuse("Missing userAgentGuid"))?;
+    let redirect =
+        str_field(body, "redirectUrl").ok_or_else(|| SimError::refuse("Missing redirectUrl"))?;
+    world
+        .instances
+        .get(guid)
+        .filter(|inst| caller.can_see(inst))
+        .ok_or_else(|| SimError::refuse("User agent not found or unauthorized"))?;
+    let allowed = url::Url::parse(redirect).is_ok_and(|u| {
+        u.scheme() == "https"
+            || (u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1")))
+    });
+    if !allowed {
+        return Err(SimError::refuse("Invalid redirect URL"));
+    }
+    let state = uuid::Uuid::new_v4();
+    Ok(json!({
+        "authorizeUrl": format!("https://oauth.sim.wiro.local/{provider}/authorize?state={state}"),
+    }))
+}

@@ -1,0 +1,327 @@
+//! The in-process handle: configuration, the shared world, and the controls tests use directly
+//! (the admin HTTP API calls the same methods).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::clock::{DAY_MS, SimClock, SimTime, secs};
+use crate::faults::{FaultRule, FaultSpec, Faults};
+use crate::money::{cents, dollars};
+use crate::world::{Account, Charge, Delays, World, instances};
+
+/// One account (project) the simulator accepts.
+#[derive(Clone, Debug)]
+pub struct AccountSpec {
+    /// API key.
+    pub api_key: String,
+    /// Secret for signature projects.
+    pub api_secret: Option<String>,
+    /// Starting wallet in dollars.
+    pub wallet: f64,
+}
+
+/// How to build a simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Accounts.
+    pub accounts: Vec<AccountSpec>,
+    /// A team every account belongs to.
+    pub team_guid: Option<String>,
+    /// Templates.
+    pub catalog: Catalog,
+    /// Status-machine pauses.
+    pub delays: Delays,
+    /// Pause between webhook attempts (Wiro: 2 s).
+    pub webhook_retry_delay: Duration,
+}
+
+impl SimConfig {
+    /// One key-only account with `wallet` dollars, the default catalog and default delays.
+    pub fn with_account(api_key: &str, wallet: f64) -> Self {
+        Self {
+            accounts: vec![AccountSpec {
+                api_key: api_key.to_owned(),
+                api_secret: None,
+                wallet,
+            }],
+            team_guid: None,
+            catalog: Catalog::default_catalog(),
+            delays: Delays::default(),
+            webhook_retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// An account as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountView {
+    /// API key.
+    pub api_key: String,
+    /// Account uuid.
+    pub uuid: String,
+    /// Wallet in dollars.
+    pub wallet: f64,
+    /// Teams.
+    pub teams: Vec<String>,
+    /// Signature project.
+    pub signature: bool,
+}
+
+/// An instance as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceView {
+    /// Guid.
+    pub guid: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Status 0–6.
+    pub status: i64,
+    /// Owner's API key.
+    pub account: String,
+    /// Team.
+    pub team_guid: Option<String>,
+    /// Template slug.
+    pub template: String,
+    /// Plan.
+    pub plan: Option<String>,
+    /// Subscription active.
+    pub subscription_active: bool,
+    /// Period end, Unix seconds.
+    pub period_end: Option<i64>,
+    /// Pending cancel.
+    pub cancel_at_period_end: bool,
+    /// Monthly credits left.
+    pub monthly_credits: i64,
+    /// Extra credits left.
+    pub extra_credits: i64,
+    /// Pinned.
+    pub pinned: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) world: Mutex<World>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) clock: SimClock,
+    pub(crate) webhook_retry_delay: Duration,
+}
+
+/// A running simulator's state and controls. Cheap to clone.
+#[derive(Clone)]
+pub struct Simulator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Simulator")
+    }
+}
+
+impl Simulator {
+    /// A simulator in the state `config` describes.
+    pub fn new(config: SimConfig) -> Self {
+        let mut world = World::new(config.catalog, config.delays);
+        for spec in config.accounts {
+            world.accounts.insert(
+                spec.api_key.clone(),
+                Account {
+                    api_key: spec.api_key,
+                    api_secret: spec.api_secret,
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    wallet_cents: cents(spec.wallet),
+                    teams: config.team_guid.iter().cloned().collect(),
+                },
+            );
+        }
+        Self {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                faults: Mutex::new(Faults::default()),
+                clock: SimClock::default(),
+                webhook_retry_delay: config.webhook_retry_delay,
+            }),
+        }
+    }
+
+    /// The world, settled to now. Keep the guard short: every request waits on it.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        let mut world = self
+            .inner
+            .world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        world.settle(self.inner.clock.now());
+        world
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.inner
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Simulated now (ms).
+    pub fn now(&self) -> SimTime {
+        self.inner.clock.now()
+    }
+
+    /// Moves the clock forward and applies what fell due (renewals, expiries, transitions).
+    pub fn advance_ms(&self, ms: i64) -> SimTime {
+        let now = self.inner.clock.advance_ms(ms);
+        drop(self.world());
+        now
+    }
+
+    /// Moves the clock forward by whole days.
+    pub fn advance_days(&self, days: i64) -> SimTime {
+        self.advance_ms(days * DAY_MS)
+    }
+
+    /// Adds a fault rule.
+    ///
+    /// # Errors
+    /// A message naming the invalid field.
+    pub fn add_fault(&self, spec: FaultSpec) -> Result<u64, String> {
+        spec.validate()?;
+        Ok(self.faults().add(spec))
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.faults().clear();
+    }
+
+    /// Active fault rules.
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        self.faults().list()
+    }
+
+    /// Every wallet charge so far.
+    pub fn ledger(&self) -> Vec<Charge> {
+        self.world().ledger.clone()
+    }
+
+    /// Accounts and balances.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.world()
+            .accounts
+            .values()
+            .map(|a| AccountView {
+                api_key: a.api_key.clone(),
+                uuid: a.uuid.clone(),
+                wallet: dollars(a.wallet_cents),
+                teams: a.teams.clone(),
+                signature: a.api_secret.is_some(),
+            })
+            .collect()
+    }
+
+    /// Sets an account's wallet.
+    ///
+    /// # Errors
+    /// When no account has that key, or the balance is negative.
+    pub fn set_wallet(&self, api_key: &str, balance: f64) -> Result<(), String> {
+        if !balance.is_finite() || balance < 0.0 {
+            return Err(format!(
+                "balance must be a non-negative number, got {balance}"
+            ));
+        }
+        let mut world = self.world();
+        let account = world
+            .accounts
+            .get_mut(api_key)
+            .ok_or_else(|| "no account has that API key".to_owned())?;
+        account.wallet_cents = cents(balance);
+        Ok(())
+    }
+
+    /// Every instance of every account.
+    pub fn instances(&self) -> Vec<InstanceView> {
+        let world = self.world();
+        world
+            .instances
+            .values()
+            .map(|inst| {
+                let sub = inst.subscription.as_ref();
+                InstanceView {
+                    guid: inst.guid.clone(),
+                    title: inst.title.clone(),
+                    description: inst.description.clone(),
+                    status: inst.status,
+                    account: inst.payer_key.clone(),
+                    team_guid: inst.team_guid.clone(),
+                    template: world
+                        .catalog
+                        .by_id(inst.template_id)
+                        .map(|t| t.slug.clone())
+                        .unwrap_or_default(),
+                    plan: sub.map(|s| s.plan.clone()),
+                    subscription_active: sub.is_some_and(|s| s.active),
+                    period_end: sub.map(|s| secs(s.period_end)),
+                    cancel_at_period_end: sub.is_some_and(|s| s.cancel_at_period_end),
+                    monthly_credits: inst.monthly_credits,
+                    extra_credits: inst.extra_credits(),
+                    pinned: inst.pinned,
+                }
+            })
+            .collect()
+    }
+
+    /// Forces an instance's status (e.g. 5 to simulate a crash).
+    ///
+    /// # Errors
+    /// Unknown guid or a status outside 0–6.
+    pub fn force_status(&self, guid: &str, status: i64) -> Result<(), String> {
+        if !(0..=6).contains(&status) {
+            return Err(format!("status must be 0-6, got {status}"));
+        }
+        let now = self.now();
+        let mut world = self.world();
+        let inst = world
+            .instances
+            .get_mut(guid)
+            .ok_or_else(|| "no instance has that guid".to_owned())?;
+        instances::force_status(inst, status, now);
+        Ok(())
+    }
+
+    /// Deletes an instance as if removed behind our back.
+    ///
+    /// # Errors
+    /// Unknown guid.
+    pub fn delete_instance(&self, guid: &str) -> Result<(), String> {
+        self.world()
+            .instances
+            .remove(guid)
+            .map(|_| ())
+            .ok_or_else(|| "no instance has that guid".to_owned())
+    }
+
+    /// Spends credits as the runtime would (monthly first, then packs).
+    ///
+    /// # Errors
+    /// Unknown guid or a negative amount.
+    pub fn consume_credits(&self, guid: &str, credits: i64) -> Result<(), String> {
+        if credits < 0 {
+            return Err(format!("credits must be non-negative, got {credits}"));
+        }
+        let mut world = self.world();
+        let inst = world
+            .instances
+            .get_mut(guid)
+            .ok_or_else(|| "no instance has that guid".to_owned())?;
+        crate::world::billing::consume(inst, credits);
+        Ok(())
+    }
+
+    /// Requests seen per endpoint path, faulted ones included.
+    pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.world().calls.clone()
+    }
+}

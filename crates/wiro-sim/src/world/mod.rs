@@ -1,0 +1,353 @@
+//! The simulated Wiro: accounts and wallets, instances and their status machine, subscriptions,
+//! messages and the charge ledger. Everything lives behind one mutex; time-driven changes are
+//! applied by [`World::settle`] before every request and by a background ticker.
+
+pub mod billing;
+pub mod credentials;
+pub mod instances;
+pub mod messages;
+mod render;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalog::Catalog;
+use crate::clock::SimTime;
+
+/// Pauses of the status machine, in simulated milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Delays {
+    /// Queued (2) → Starting (3).
+    pub queue_ms: i64,
+    /// Starting (3) → Running (4).
+    pub start_ms: i64,
+    /// Stopping (1) → Stopped (0), or → Queued when `restartafter`.
+    pub stop_ms: i64,
+    /// `agent_queue` → `agent_start`.
+    pub message_start_ms: i64,
+    /// `agent_start` → `agent_end`.
+    pub message_reply_ms: i64,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Self {
+            queue_ms: 500,
+            start_ms: 500,
+            stop_ms: 300,
+            message_start_ms: 200,
+            message_reply_ms: 300,
+        }
+    }
+}
+
+impl Delays {
+    /// Sets the time from Start to Running (split between Queued and Starting).
+    pub fn with_start_delay_ms(mut self, ms: i64) -> Self {
+        self.queue_ms = ms / 2;
+        self.start_ms = ms - ms / 2;
+        self
+    }
+
+    /// Every pause at `ms` (tests use small values).
+    pub fn uniform(ms: i64) -> Self {
+        Self {
+            queue_ms: ms,
+            start_ms: ms,
+            stop_ms: ms,
+            message_start_ms: ms,
+            message_reply_ms: ms,
+        }
+    }
+}
+
+/// A Wiro account (one project key) with its prepaid wallet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Account {
+    /// The project's API key.
+    pub api_key: String,
+    /// Signature projects have a secret.
+    #[serde(skip)]
+    pub api_secret: Option<String>,
+    /// The account's user uuid.
+    pub uuid: String,
+    /// Wallet in cents.
+    #[serde(skip)]
+    pub wallet_cents: i64,
+    /// Teams the account belongs to.
+    pub teams: Vec<String>,
+}
+
+/// A subscription of one instance.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// `starter` or `pro`.
+    pub plan: String,
+    /// `prepaid` or `stripe`.
+    pub provider: String,
+    /// Cents per period.
+    pub amount_cents: i64,
+    /// Paid until.
+    pub period_end: SimTime,
+    /// `active` or `expired`.
+    pub active: bool,
+    /// CancelSubscription scheduled the end.
+    pub cancel_at_period_end: bool,
+}
+
+/// A purchased extra-credit pack.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    /// Credits left in it.
+    pub credits: i64,
+    /// When the rest is forfeited (6 months after purchase).
+    pub expires_at: SimTime,
+}
+
+/// A deployed instance.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    /// Numeric id.
+    pub id: i64,
+    /// Guid.
+    pub guid: String,
+    /// Owner account's uuid.
+    pub owner_uuid: String,
+    /// API key of the account whose wallet pays renewals.
+    pub payer_key: String,
+    /// Team, when deployed with a `teamGUID` header.
+    pub team_guid: Option<String>,
+    /// Template id.
+    pub template_id: i64,
+    /// Display name.
+    pub title: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Categories (Update may change them).
+    pub categories: Vec<String>,
+    /// Pinned.
+    pub pinned: bool,
+    /// Status 0–6.
+    pub status: i64,
+    /// Stopping will re-queue instead of ending at Stopped.
+    pub restart_after: bool,
+    /// When the current timed status (1, 2, 3) moves on.
+    pub transition_at: Option<SimTime>,
+    /// Credential groups with values.
+    pub credentials: Map<String, Value>,
+    /// Custom skills with values.
+    pub custom_skills: Vec<Value>,
+    /// Skill switches.
+    pub skills: Value,
+    /// Subscription, if any.
+    pub subscription: Option<Subscription>,
+    /// Monthly credits left.
+    pub monthly_credits: i64,
+    /// Extra-credit packs, oldest first.
+    pub packs: Vec<Pack>,
+    /// Timestamps.
+    pub created_at: SimTime,
+    /// Last change.
+    pub updated_at: SimTime,
+    /// Last Start.
+    pub started_at: Option<SimTime>,
+    /// Last time it reached Running.
+    pub running_at: Option<SimTime>,
+}
+
+impl Instance {
+    /// Extra credits left across packs.
+    pub fn extra_credits(&self) -> i64 {
+        self.packs.iter().map(|p| p.credits).sum()
+    }
+
+    /// `setuprequired`: status 6 or required credentials missing.
+    pub fn setup_required(&self) -> bool {
+        self.status == 6 || !credentials::missing_required(&self.credentials).is_empty()
+    }
+}
+
+/// A message sent to an instance.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Guid.
+    pub guid: String,
+    /// Token for polling.
+    pub token: String,
+    /// Instance guid.
+    pub instance_guid: String,
+    /// Sender uuid.
+    pub uuid: String,
+    /// Session key.
+    pub session: String,
+    /// User text.
+    pub content: String,
+    /// Answer.
+    pub response: String,
+    /// Accumulated output.
+    pub debugoutput: String,
+    /// `agent_queue` ... `agent_end`.
+    pub status: &'static str,
+    /// Generation metadata once done.
+    pub metadata: Value,
+    /// Webhook URL.
+    pub callback_url: Option<String>,
+    /// Order of creation (for `before` cursors).
+    pub seq: u64,
+    /// Times.
+    pub created_at: SimTime,
+    /// Start of processing.
+    pub started_at: Option<SimTime>,
+    /// End.
+    pub ended_at: Option<SimTime>,
+    /// Next timed transition.
+    pub next_at: Option<SimTime>,
+}
+
+/// One wallet charge.
+#[derive(Clone, Debug, Serialize)]
+pub struct Charge {
+    /// Sequence number.
+    pub id: u64,
+    /// API key of the charged account.
+    pub account: String,
+    /// Instance guid.
+    pub instance_guid: String,
+    /// `deploy`, `renewal`, `upgrade` or `extra_credits`.
+    pub kind: &'static str,
+    /// Dollars.
+    pub amount: f64,
+    /// Unix seconds (simulated).
+    pub at: i64,
+}
+
+/// A webhook to deliver.
+#[derive(Clone, Debug)]
+pub struct Callback {
+    /// Target.
+    pub url: String,
+    /// JSON body.
+    pub body: Value,
+}
+
+/// A refusal: Wiro's envelope with an HTTP status (200 for business rules, 401 for auth).
+#[derive(Clone, Debug)]
+pub struct SimError {
+    /// HTTP status.
+    pub http: u16,
+    /// Wiro error code.
+    pub code: i64,
+    /// Wiro's message.
+    pub message: String,
+}
+
+impl SimError {
+    /// A business-rule refusal (HTTP 200, code 0).
+    pub fn refuse(message: impl Into<String>) -> Self {
+        Self {
+            http: 200,
+            code: 0,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand for handler results.
+pub type SimResult = Result<Value, SimError>;
+
+/// Everything the simulator knows.
+#[derive(Debug)]
+pub struct World {
+    /// Templates.
+    pub catalog: Catalog,
+    /// Accounts by API key.
+    pub accounts: BTreeMap<String, Account>,
+    /// Instances by guid.
+    pub instances: BTreeMap<String, Instance>,
+    /// Messages by guid.
+    pub messages: BTreeMap<String, Message>,
+    /// Every charge.
+    pub ledger: Vec<Charge>,
+    /// Webhooks waiting to be sent.
+    pub outbox: Vec<Callback>,
+    /// Pauses.
+    pub delays: Delays,
+    /// Requests seen per endpoint path (faulted ones included).
+    pub calls: BTreeMap<String, u64>,
+    next_instance_id: i64,
+    next_message_seq: u64,
+}
+
+impl World {
+    /// An empty world with `catalog`.
+    pub fn new(catalog: Catalog, delays: Delays) -> Self {
+        Self {
+            catalog,
+            accounts: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            ledger: Vec::new(),
+            outbox: Vec::new(),
+            delays,
+            calls: BTreeMap::new(),
+            next_instance_id: 100,
+            next_message_seq: 0,
+        }
+    }
+
+    /// Applies everything that became due by `now`: status transitions, renewals and expiries
+    /// (in time order across instances, since they share wallets), pack expiry, and messages.
+    pub fn settle(&mut self, now: SimTime) {
+        let delays = self.delays;
+        for instance in self.instances.values_mut() {
+            instances::settle_status(instance, now, delays);
+        }
+        billing::settle_subscriptions(self, now);
+        messages::settle_messages(self, now);
+    }
+
+    /// Charges `cents` to the account with `api_key` for `instance_guid`, or refuses with
+    /// Wiro's wallet error. Nothing is written on refusal.
+    pub fn charge(
+        &mut self,
+        api_key: &str,
+        instance_guid: &str,
+        kind: &'static str,
+        cents: i64,
+        now: SimTime,
+    ) -> Result<(), SimError> {
+        let account = self
+            .accounts
+            .get_mut(api_key)
+            .ok_or_else(|| SimError::refuse("Project authorization is not founded."))?;
+        if account.wallet_cents < cents {
+            return Err(SimError::refuse(crate::money::wallet_error(
+                cents,
+                account.wallet_cents,
+            )));
+        }
+        account.wallet_cents -= cents;
+        let id = self.ledger.len() as u64 + 1;
+        self.ledger.push(Charge {
+            id,
+            account: api_key.to_owned(),
+            instance_guid: instance_guid.to_owned(),
+            kind,
+            amount: crate::money::dollars(cents),
+            at: crate::clock::secs(now),
+        });
+        Ok(())
+    }
+
+    pub(crate) fn next_instance_id(&mut self) -> i64 {
+        self.next_instance_id += 1;
+        self.next_instance_id
+    }
+
+    pub(crate) fn next_message_seq(&mut self) -> u64 {
+        self.next_message_seq += 1;
+        self.next_message_seq
+    }
+}
