@@ -178,6 +178,18 @@ impl Simulator {
         now
     }
 
+    /// Freezes simulated time: only `advance_*` moves it (see [`SimClock::freeze`]).
+    pub fn freeze_clock(&self) -> SimTime {
+        let now = self.inner.clock.freeze();
+        drop(self.world());
+        now
+    }
+
+    /// Lets simulated time follow real time again.
+    pub fn resume_clock(&self) -> SimTime {
+        self.inner.clock.resume()
+    }
+
     /// Moves the clock forward by whole days.
     pub fn advance_days(&self, days: i64) -> SimTime {
         self.advance_ms(days * DAY_MS)
@@ -289,6 +301,15 @@ impl Simulator {
             .ok_or_else(|| "no instance has that guid".to_owned())?;
         instances::force_status(inst, status, now);
         Ok(())
+    }
+
+    /// Completes the Stripe checkout of a deploy made without `useprepaid`.
+    ///
+    /// # Errors
+    /// Unknown guid, an existing subscription, or no price for `plan`.
+    pub fn complete_checkout(&self, guid: &str, plan: &str) -> Result<(), String> {
+        let now = self.now();
+        instances::complete_checkout(&mut self.world(), guid, plan, now)
     }
 
     /// Deletes an instance as if removed behind our back.

@@ -74,6 +74,8 @@ async fn completing_credentials_moves_6_to_0_and_start_runs_through_2_3_to_4() {
     let updated = complete_setup(&c, &agent.guid).await;
     assert_eq!(updated.status, AgentStatus::Stopped);
     assert_eq!(updated.setuprequired, Some(false));
+    let sim = server.sim();
+    sim.freeze_clock();
     c.start(&agent.guid).await.unwrap();
     assert_eq!(
         c.detail(&agent.guid).await.unwrap().status,
@@ -81,8 +83,14 @@ async fn completing_credentials_moves_6_to_0_and_start_runs_through_2_3_to_4() {
     );
     let err = c.start(&agent.guid).await.unwrap_err();
     assert_eq!(err.wiro(), Some(&WiroError::AlreadyQueued));
-    wait_for_status(&c, &agent.guid, AgentStatus::Starting).await;
-    let running = wait_for_status(&c, &agent.guid, AgentStatus::Running).await;
+    sim.advance_ms(STEP_MS);
+    assert_eq!(
+        c.detail(&agent.guid).await.unwrap().status,
+        AgentStatus::Starting
+    );
+    sim.advance_ms(STEP_MS);
+    let running = c.detail(&agent.guid).await.unwrap();
+    assert_eq!(running.status, AgentStatus::Running);
     assert!(running.runningat.is_some());
     let err = c.start(&agent.guid).await.unwrap_err();
     assert_eq!(err.wiro(), Some(&WiroError::AlreadyRunning));
@@ -93,6 +101,8 @@ async fn updating_a_running_agent_restarts_it_through_stopping() {
     let server = sim().await;
     let c = client(&server);
     let agent = running_seed(&c, "starter").await;
+    let sim = server.sim();
+    sim.freeze_clock();
     let updated = complete_setup(&c, &agent.guid).await;
     assert_eq!(
         updated.status,
@@ -101,7 +111,19 @@ async fn updating_a_running_agent_restarts_it_through_stopping() {
     );
     let err = c.start(&agent.guid).await.unwrap_err();
     assert_eq!(err.wiro(), Some(&WiroError::CurrentlyStopping));
-    wait_for_status(&c, &agent.guid, AgentStatus::Running).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        sim.advance_ms(STEP_MS);
+        seen.push(c.detail(&agent.guid).await.unwrap().status);
+    }
+    assert_eq!(
+        seen,
+        [
+            AgentStatus::Queued,
+            AgentStatus::Starting,
+            AgentStatus::Running
+        ]
+    );
 }
 
 #[tokio::test]
@@ -137,12 +159,17 @@ async fn stop_moves_running_through_stopping_and_queued_straight_to_stopped() {
     let server = sim().await;
     let c = client(&server);
     let agent = running_seed(&c, "starter").await;
+    server.sim().freeze_clock();
     c.stop(&agent.guid).await.unwrap();
     assert_eq!(
         c.detail(&agent.guid).await.unwrap().status,
         AgentStatus::Stopping
     );
-    wait_for_status(&c, &agent.guid, AgentStatus::Stopped).await;
+    server.sim().advance_ms(STEP_MS);
+    assert_eq!(
+        c.detail(&agent.guid).await.unwrap().status,
+        AgentStatus::Stopped
+    );
     let err = c.stop(&agent.guid).await.unwrap_err();
     assert_eq!(err.wiro(), Some(&WiroError::AlreadyStopped));
 

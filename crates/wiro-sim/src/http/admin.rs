@@ -29,6 +29,11 @@ struct ForceStatus {
 }
 
 #[derive(Deserialize)]
+struct Checkout {
+    plan: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct Consume {
     credits: i64,
 }
@@ -50,7 +55,8 @@ fn ok(body: &Value) -> Response<Full<Bytes>> {
 
 fn body_as<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
     let value = parse_json(body).map_err(bad_request)?;
-    serde_json::from_value(value).map_err(|e| bad_request(format!("invalid body: {e}")))
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| bad_request(format!("invalid body at `{}`: {}", e.path(), e.inner())))
 }
 
 /// Answers `method` on `/admin{path}`.
@@ -81,6 +87,8 @@ pub(super) fn handle(
             Ok(ok(&json!({"now": now / 1000})))
         }),
         (&Method::GET, ["clock"]) => Ok(ok(&json!({"now": sim.now() / 1000}))),
+        (&Method::POST, ["clock", "freeze"]) => Ok(ok(&json!({"now": sim.freeze_clock() / 1000}))),
+        (&Method::POST, ["clock", "resume"]) => Ok(ok(&json!({"now": sim.resume_clock() / 1000}))),
         (&Method::GET, ["ledger"]) => Ok(ok(&json!(sim.ledger()))),
         (&Method::GET, ["accounts"]) => Ok(ok(&json!(sim.accounts()))),
         (&Method::POST, ["accounts", key, "wallet"]) => body_as::<Wallet>(body).and_then(|w| {
@@ -101,6 +109,11 @@ pub(super) fn handle(
         (&Method::POST, ["agents", guid, "consume"]) => body_as::<Consume>(body).and_then(|c| {
             sim.consume_credits(guid, c.credits).map_err(bad_request)?;
             Ok(ok(&json!({"guid": guid, "consumed": c.credits})))
+        }),
+        (&Method::POST, ["agents", guid, "checkout"]) => body_as::<Checkout>(body).and_then(|c| {
+            let plan = c.plan.unwrap_or_else(|| "starter".to_owned());
+            sim.complete_checkout(guid, &plan).map_err(bad_request)?;
+            Ok(ok(&json!({"guid": guid, "plan": plan})))
         }),
         (&Method::DELETE, ["agents", guid]) => sim
             .delete_instance(guid)

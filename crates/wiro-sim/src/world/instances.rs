@@ -117,11 +117,11 @@ pub fn deploy(world: &mut World, caller: &Caller, body: &Value, now: SimTime) ->
             cancel_at_period_end: false,
         };
         // Credentials in a prepaid Deploy body are ignored; the instance waits in 6.
-        (sub, price.credits, 6)
+        (Some(sub), price.credits, 6)
     } else {
-        // The panel's Stripe path: checkout is assumed completed; credentials in the body merge.
-        let plan = if plan == "pro" { "pro" } else { "starter" };
-        let price = template.pricing.plan(plan);
+        // The panel's Stripe path: the instance exists at once, the subscription only after the
+        // customer completes checkout (admin `POST /admin/agents/{guid}/checkout`). Credentials
+        // in the body are merged on this path.
         if let Some(config) = body.get("configuration") {
             let schema = template.credentials();
             merge(
@@ -131,20 +131,12 @@ pub fn deploy(world: &mut World, caller: &Caller, body: &Value, now: SimTime) ->
             );
             merge_custom_skills(&mut custom_skills, config.get("custom_skills"));
         }
-        let sub = Subscription {
-            plan: plan.to_owned(),
-            provider: "stripe".to_owned(),
-            amount_cents: price.map_or(0, |p| cents(p.price)),
-            period_end: now + PERIOD_MS,
-            active: true,
-            cancel_at_period_end: false,
-        };
         let status = if missing_required(&credentials).is_empty() {
-            2
+            0
         } else {
             6
         };
-        (sub, price.map_or(0, |p| p.credits), status)
+        (None, 0, status)
     };
     let id = world.next_instance_id();
     let instance = Instance {
@@ -160,23 +152,26 @@ pub fn deploy(world: &mut World, caller: &Caller, body: &Value, now: SimTime) ->
         pinned: bool_field(body, "pinned").unwrap_or(true),
         status,
         restart_after: false,
-        transition_at: (status == 2).then_some(now + world.delays.queue_ms),
+        transition_at: None,
         credentials,
         custom_skills,
         skills: template.skills(),
-        subscription: Some(subscription),
+        subscription,
         monthly_credits,
         packs: Vec::new(),
         created_at: now,
         updated_at: now,
-        started_at: (status == 2).then_some(now),
+        started_at: None,
         running_at: None,
     };
     let row = deploy_row(&instance);
     world.instances.insert(guid.clone(), instance);
     let mut response = json!({"useragents": [row]});
     if !prepaid {
-        response["url"] = json!(format!("https://checkout.stripe.com/c/pay/sim_{guid}"));
+        let plan = if plan == "pro" { "pro" } else { "starter" };
+        response["url"] = json!(format!(
+            "https://checkout.stripe.com/c/pay/sim_{guid}?plan={plan}"
+        ));
     }
     Ok(response)
 }
@@ -419,6 +414,52 @@ pub fn settle_status(inst: &mut Instance, now: SimTime, delays: Delays) {
         }
         inst.updated_at = at;
     }
+}
+
+/// Completes the Stripe checkout of a panel-path deploy: a `stripe` subscription starts and a
+/// configured agent is queued, as Wiro does after payment.
+///
+/// # Errors
+/// When the instance already has a subscription or its template has no price for `plan`.
+pub fn complete_checkout(
+    world: &mut World,
+    guid: &str,
+    plan: &str,
+    now: SimTime,
+) -> Result<(), String> {
+    let delays = world.delays;
+    let inst = world
+        .instances
+        .get(guid)
+        .ok_or("no instance has that guid")?;
+    if inst.subscription.is_some() {
+        return Err("the instance already has a subscription".into());
+    }
+    let price = world
+        .catalog
+        .by_id(inst.template_id)
+        .and_then(|t| t.pricing.plan(plan))
+        .ok_or_else(|| format!("the template has no {plan} price"))?;
+    let inst = world
+        .instances
+        .get_mut(guid)
+        .ok_or("no instance has that guid")?;
+    inst.subscription = Some(Subscription {
+        plan: plan.to_owned(),
+        provider: "stripe".to_owned(),
+        amount_cents: cents(price.price),
+        period_end: now + PERIOD_MS,
+        active: true,
+        cancel_at_period_end: false,
+    });
+    inst.monthly_credits = price.credits;
+    if inst.status == 0 {
+        inst.status = 2;
+        inst.transition_at = Some(now + delays.queue_ms);
+        inst.started_at = Some(now);
+    }
+    inst.updated_at = now;
+    Ok(())
 }
 
 /// Puts an instance into `status` (admin: "force Error"), cancelling timed transitions.

@@ -10,6 +10,8 @@ use wiro_sim::{Delays, SimConfig, SimServer};
 
 pub const KEY: &str = "test-key";
 pub const SEED_GUID: &str = "a1b2c3d4-e5f6-7890-abcd-ef1234567890";
+/// Every simulated transition takes this long in these tests.
+pub const STEP_MS: i64 = 20;
 
 /// A simulator with one funded account and 20 ms transitions.
 pub async fn sim() -> SimServer {
@@ -17,7 +19,7 @@ pub async fn sim() -> SimServer {
 }
 
 pub async fn sim_with(mut config: SimConfig) -> SimServer {
-    config.delays = Delays::uniform(20);
+    config.delays = Delays::uniform(STEP_MS);
     config.webhook_retry_delay = Duration::from_millis(50);
     SimServer::start(config, "127.0.0.1:0".parse().unwrap())
         .await
