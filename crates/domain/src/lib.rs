@@ -1,1 +1,34 @@
+//! wiro-reseller's shared core: settings, typed ids, the Postgres schema and queries, job
+//! payloads, and the order functions both the API and the worker use.
 
+pub mod agents;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod model;
+pub mod orders;
+pub mod sealed;
+
+pub use config::Settings;
+pub use error::{Error, Result};
+
+/// Our migrations (`migrations/` at the workspace root). apalis keeps its own in schema `apalis`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Applies our migrations and apalis's.
+///
+/// # Errors
+/// When either set cannot be applied.
+pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("applying wiro-reseller migrations")?;
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .context("applying apalis job-queue migrations")?;
+    Ok(())
+}

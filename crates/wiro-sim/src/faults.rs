@@ -14,6 +14,9 @@ pub enum FaultMode {
     Latency,
     /// Do the work, then close the connection without answering.
     DropResponse,
+    /// Do the work, then wait `latency_ms` before answering (a caller killed or frozen in that
+    /// window has spent the money without hearing so).
+    StallResponse,
 }
 
 /// A rule as posted to `POST /admin/faults`.
@@ -58,8 +61,10 @@ impl FaultSpec {
                 "status must be an HTTP error status (400-599), got {s}"
             ));
         }
-        if self.mode == FaultMode::Latency && self.latency_ms.is_none() {
-            return Err("latency_ms is required for mode latency".into());
+        if matches!(self.mode, FaultMode::Latency | FaultMode::StallResponse)
+            && self.latency_ms.is_none()
+        {
+            return Err("latency_ms is required for modes latency and stall_response".into());
         }
         Ok(())
     }
@@ -86,6 +91,8 @@ pub struct FaultPlan {
     pub error_status: Option<u16>,
     /// Handle, then drop the connection.
     pub drop_response: bool,
+    /// Handle, then sleep before answering.
+    pub stall_after_ms: u64,
 }
 
 /// The active rules.
@@ -148,6 +155,9 @@ impl Faults {
                 FaultMode::Latency => plan.latency_ms += rule.spec.latency_ms.unwrap_or(0),
                 FaultMode::Error => plan.error_status = Some(rule.spec.status.unwrap_or(503)),
                 FaultMode::DropResponse => plan.drop_response = true,
+                FaultMode::StallResponse => {
+                    plan.stall_after_ms += rule.spec.latency_ms.unwrap_or(0)
+                }
             }
         }
         self.rules.retain(|r| r.spec.count != Some(0));

@@ -42,6 +42,9 @@ pub(super) async fn handle(
             }),
         }
     };
+    if plan.stall_after_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(plan.stall_after_ms)).await;
+    }
     if plan.drop_response {
         // The work is done and recorded; the caller never hears about it.
         return Err(DropConnection);

@@ -1,0 +1,212 @@
+//! Changes to an existing instance that need the worker: new credentials or title, start/stop,
+//! and an ops retry of a failed order. Each records intent and enqueues the provisioning job in
+//! one transaction; the job does the upstream work.
+
+use crate::db::audit::{self, NewAudit};
+use crate::db::instances::{self, Change, Instance};
+use crate::error::{Error, Result};
+use crate::ids::{CustomerId, InstanceId};
+use crate::jobs;
+use crate::model::{DesiredState, InstanceState};
+use crate::orders::Actor;
+use crate::sealed::{PendingConfig, Sealer};
+
+/// Locks the instance row for the transaction; `customer` scopes the lookup when given.
+async fn lock(
+    tx: &mut sqlx::PgConnection,
+    id: InstanceId,
+    customer: Option<CustomerId>,
+) -> Result<Instance> {
+    sqlx::query("SELECT 1 FROM instances WHERE id = $1 AND ($2::uuid IS NULL OR customer_id = $2) FOR UPDATE")
+        .bind(id)
+        .bind(customer)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("agent"))?;
+    instances::get(&mut *tx, id)
+        .await?
+        .ok_or(Error::NotFound("agent"))
+}
+
+async fn commit_change(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    instance: &Instance,
+    change: Change,
+    enqueue: bool,
+    audit_entry: NewAudit<'_>,
+) -> Result<Instance> {
+    let updated = instances::update(&mut *tx, instance.id, instance.version, change)
+        .await?
+        .ok_or_else(|| Error::Conflict("the agent changed meanwhile; try again".into()))?;
+    if enqueue {
+        jobs::enqueue_provision(&mut tx, &[instance.id]).await?;
+    }
+    audit::record(&mut *tx, audit_entry).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// New credentials, custom skills and/or title from the customer. They are sealed and merged
+/// over any not yet sent; a deployed instance goes back to `configuring` (Wiro restarts a
+/// running agent to apply them). A failed order keeps them until ops retry it.
+///
+/// # Errors
+/// [`Error::NotFound`] when the customer has no such agent.
+pub async fn update_config(
+    pool: &sqlx::PgPool,
+    sealer: &Sealer,
+    customer: CustomerId,
+    id: InstanceId,
+    title: Option<String>,
+    config: PendingConfig,
+    actor: Actor<'_>,
+) -> Result<Instance> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, Some(customer)).await?;
+    let mut change = Change::default();
+    let has_values = !config.is_empty();
+    if has_values {
+        let mut merged = match &instance.pending_config {
+            Some(sealed) => sealer.open(id, sealed)?,
+            None => PendingConfig::default(),
+        };
+        merged.merge(config);
+        change.pending_config = Some(Some(sealer.seal(id, &merged)?));
+    }
+    let title_changed = title.as_ref().is_some_and(|t| *t != instance.title);
+    change.title = title;
+    let reconfigure = (has_values || title_changed)
+        && instance.wiro_guid.is_some()
+        && instance.state != InstanceState::Failed;
+    if reconfigure {
+        change.state = Some(InstanceState::Configuring);
+    }
+    let enqueue = reconfigure || instance.state.is_in_progress();
+    let fields: Vec<String> = change
+        .pending_config
+        .as_ref()
+        .map(|_| vec!["credentials".to_owned()])
+        .unwrap_or_default();
+    commit_change(
+        tx,
+        &instance,
+        change,
+        enqueue,
+        NewAudit {
+            actor: actor.name,
+            action: "agent.update",
+            target: Some(format!("instance:{id}")),
+            request_id: actor.request_id,
+            outcome: "ok",
+            detail: serde_json::json!({"changed": fields, "title_changed": title_changed}),
+        },
+    )
+    .await
+}
+
+/// Sets what the agent should be (running or stopped) and lets the worker get it there.
+///
+/// # Errors
+/// [`Error::NotFound`] for no such agent; [`Error::Conflict`] while it waits for credentials
+/// (to start) or has failed.
+pub async fn set_desired_state(
+    pool: &sqlx::PgPool,
+    customer: Option<CustomerId>,
+    id: InstanceId,
+    desired: DesiredState,
+    actor: Actor<'_>,
+) -> Result<Instance> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, customer).await?;
+    if instance.state == InstanceState::Failed {
+        return Err(Error::Conflict(
+            "the agent's provisioning failed; ops must retry it first".into(),
+        ));
+    }
+    if desired == DesiredState::Running && instance.state == InstanceState::AwaitingCredentials {
+        return Err(Error::Conflict(format!(
+            "the agent needs credentials before it can start: {}",
+            instance.missing_credentials.join(", ")
+        )));
+    }
+    let mut change = Change {
+        desired_state: Some(desired),
+        ..Change::default()
+    };
+    let target = match desired {
+        DesiredState::Running => InstanceState::Starting,
+        DesiredState::Stopped => InstanceState::Stopping,
+    };
+    // Before the first start, the provisioning job reads `desired_state` itself.
+    let settled = matches!(
+        instance.state,
+        InstanceState::Running
+            | InstanceState::Stopped
+            | InstanceState::Starting
+            | InstanceState::Stopping
+    );
+    if settled {
+        change.state = Some(target);
+    }
+    let action = match desired {
+        DesiredState::Running => "agent.start",
+        DesiredState::Stopped => "agent.stop",
+    };
+    commit_change(
+        tx,
+        &instance,
+        change,
+        true,
+        NewAudit {
+            actor: actor.name,
+            action,
+            target: Some(format!("instance:{id}")),
+            request_id: actor.request_id,
+            outcome: "ok",
+            detail: serde_json::json!({}),
+        },
+    )
+    .await
+}
+
+/// Ops: resume a failed order from the step that failed.
+///
+/// # Errors
+/// [`Error::NotFound`]; [`Error::Conflict`] when the order has not failed.
+pub async fn retry_failed(
+    pool: &sqlx::PgPool,
+    id: InstanceId,
+    actor: Actor<'_>,
+) -> Result<Instance> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, None).await?;
+    if instance.state != InstanceState::Failed {
+        return Err(Error::Conflict(format!(
+            "the agent is {}, not failed",
+            instance.state
+        )));
+    }
+    let resume = match (&instance.wiro_guid, instance.failed_step.as_deref()) {
+        (None, _) => InstanceState::Deploying,
+        (Some(_), Some("start")) if instance.desired_state == DesiredState::Running => {
+            InstanceState::Starting
+        }
+        (Some(_), Some("stop")) => InstanceState::Stopping,
+        (Some(_), _) => InstanceState::Configuring,
+    };
+    commit_change(
+        tx,
+        &instance,
+        Change::to(resume),
+        true,
+        NewAudit {
+            actor: actor.name,
+            action: "agent.retry",
+            target: Some(format!("instance:{id}")),
+            request_id: actor.request_id,
+            outcome: "ok",
+            detail: serde_json::json!({"previous_error": instance.last_error, "resume": resume}),
+        },
+    )
+    .await
+}

@@ -1,0 +1,485 @@
+//! One typed [`Settings`] for every subcommand: `config/default.toml` (compiled in, commented)
+//! → the file named by `RESELLER_CONFIG` → `RESELLER_<SECTION>__<KEY>` → the well-known
+//! variables (`DATABASE_URL`, `WIRO_*`, `LOG_FORMAT`, `RUST_LOG`). Validated once at start-up;
+//! a bad value stops it with a message naming the key and what is allowed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The defaults, documented.
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+/// A setting that cannot be used; the text names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// All settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Postgres.
+    pub database: DatabaseSettings,
+    /// The upstream.
+    pub wiro: WiroSettings,
+    /// The HTTP API.
+    pub api: ApiSettings,
+    /// JWT verification.
+    pub auth: AuthSettings,
+    /// The provisioning job.
+    pub provisioning: ProvisioningSettings,
+    /// Worker processes.
+    pub worker: WorkerSettings,
+    /// Scheduled sweeps.
+    pub schedules: ScheduleSettings,
+    /// Billing policy.
+    pub billing: BillingSettings,
+    /// Secrets at rest.
+    pub security: SecuritySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Postgres URL (may hold a password).
+    #[serde(serialize_with = "redact")]
+    pub url: SecretString,
+    /// API pool size.
+    pub api_max_connections: u32,
+    /// Worker pool size.
+    pub worker_max_connections: u32,
+}
+
+/// `[wiro]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WiroSettings {
+    /// Base URL with `/v1`.
+    pub base_url: String,
+    /// API key; empty means "not configured".
+    #[serde(serialize_with = "redact")]
+    pub api_key: SecretString,
+    /// Secret of signature projects; empty for key-only.
+    #[serde(serialize_with = "redact")]
+    pub api_secret: SecretString,
+    /// Team for the `teamGUID` header; empty for personal.
+    pub team_guid: String,
+    /// Request timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connect timeout.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Attempts of read-only calls.
+    pub max_attempts: u32,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Body limit.
+    pub body_limit_bytes: usize,
+    /// Idempotency-Key retention.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+    /// Catalog cache.
+    #[serde(with = "humantime_serde")]
+    pub catalog_cache_ttl: Duration,
+    /// Longest message wait.
+    #[serde(with = "humantime_serde")]
+    pub message_wait_max: Duration,
+    /// Drain time on SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256, RS256, ES256 or EdDSA.
+    pub algorithm: String,
+    /// HS256 secret.
+    #[serde(serialize_with = "redact")]
+    pub hs256_secret: SecretString,
+    /// PEM public key for asymmetric algorithms.
+    pub public_key_pem: String,
+    /// Required issuer.
+    pub issuer: String,
+    /// Required audience.
+    pub audience: String,
+    /// Clock skew allowance.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Lifetime of minted tokens.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+/// `[provisioning]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningSettings {
+    /// Window after a Deploy was sent in which only its sender may decide the outcome.
+    #[serde(with = "humantime_serde")]
+    pub deploy_lease: Duration,
+    /// Transient failures before giving up.
+    pub max_step_failures: u32,
+    /// Backoff start.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// In-job wait for Running.
+    #[serde(with = "humantime_serde")]
+    pub wait_running_inline: Duration,
+    /// Start retries after Error.
+    pub start_retries: u32,
+}
+
+/// `[worker]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Worker name (empty: generated, unique per process).
+    pub name: String,
+    /// Provisioning concurrency.
+    pub provision_concurrency: usize,
+    /// Other queues' concurrency.
+    pub ops_concurrency: usize,
+    /// Heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Missed heartbeats before a worker is dead.
+    pub missed_heartbeats: usize,
+    /// Poll period for delayed jobs.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Grace on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[schedules]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Reconciliation sweep.
+    pub reconcile: String,
+    /// Renewal sweep.
+    pub renewals: String,
+    /// Top-up sweep.
+    pub topups: String,
+    /// Renewal look-ahead.
+    #[serde(with = "humantime_serde")]
+    pub renewal_window: Duration,
+    /// Error restarts before failing.
+    pub error_restart_cap: u32,
+}
+
+/// `[billing]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    /// Customers may upgrade.
+    pub allow_upgrade: bool,
+    /// Customers may cancel.
+    pub allow_cancel: bool,
+    /// Customers may renew.
+    pub allow_renew: bool,
+    /// Customers may buy packs.
+    pub allow_extra_credits: bool,
+    /// Top-up threshold (0 = off).
+    pub topup_threshold: i64,
+    /// Pack bought by top-up.
+    pub topup_pack: String,
+    /// Packs per customer per month.
+    pub topup_monthly_cap: i64,
+    /// `alert` or `upgrade`.
+    pub starter_policy: String,
+}
+
+/// `[security]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Base64 AES-256 key.
+    #[serde(serialize_with = "redact")]
+    pub credentials_key: SecretString,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// auto, human or json.
+    pub format: String,
+    /// tracing filter.
+    pub level: String,
+}
+
+fn redact<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.expose_secret().is_empty() {
+        ""
+    } else {
+        "[redacted]"
+    })
+}
+
+/// Well-known variables and the key each sets.
+const WELL_KNOWN: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("WIRO_BASE_URL", "wiro.base_url"),
+    ("WIRO_API_KEY", "wiro.api_key"),
+    ("WIRO_API_SECRET", "wiro.api_secret"),
+    ("WIRO_TEAM_GUID", "wiro.team_guid"),
+    ("LOG_FORMAT", "log.format"),
+    ("RUST_LOG", "log.level"),
+];
+
+impl Settings {
+    /// Loads from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad key.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(&Self::figment())
+    }
+
+    /// The layered sources, for callers that add their own on top (CLI flags, tests).
+    pub fn figment() -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Ok(path) = std::env::var("RESELLER_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("RESELLER_").split("__").ignore(&["CONFIG"]));
+        for (var, key) in WELL_KNOWN {
+            if let Ok(value) = std::env::var(var)
+                && !value.is_empty()
+            {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        figment
+    }
+
+    /// Defaults only (no environment): for tests, which then set what they need.
+    ///
+    /// # Errors
+    /// Never for the shipped defaults.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::from_figment(&Figment::from(Toml::string(DEFAULTS)))
+    }
+
+    /// Extracts and validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad key and what is allowed.
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values serde cannot.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        if !self.database.url.expose_secret().starts_with("postgres") {
+            return bad(
+                "database.url",
+                "must be a postgres:// or postgresql:// URL".into(),
+            );
+        }
+        if let Err(e) = wiro_client::ClientConfig::new(&self.wiro.base_url, None) {
+            return bad("wiro.base_url", e.to_string());
+        }
+        if !self.wiro.api_secret.expose_secret().is_empty() && !self.wiro_configured() {
+            return bad(
+                "wiro.api_secret",
+                "is set but wiro.api_key (WIRO_API_KEY) is not".into(),
+            );
+        }
+        if self.wiro.timeout.is_zero() || self.wiro.max_attempts == 0 {
+            return bad(
+                "wiro.timeout / wiro.max_attempts",
+                "must be greater than zero".into(),
+            );
+        }
+        if self.provisioning.deploy_lease < self.wiro.timeout + Duration::from_secs(1) {
+            return bad(
+                "provisioning.deploy_lease",
+                format!(
+                    "must exceed wiro.timeout ({:?}) by at least 1s, or a slow Deploy answer could be second-guessed",
+                    self.wiro.timeout
+                ),
+            );
+        }
+        if !["HS256", "RS256", "ES256", "EdDSA"].contains(&self.auth.algorithm.as_str()) {
+            return bad(
+                "auth.algorithm",
+                format!(
+                    "{:?} is not one of HS256, RS256, ES256, EdDSA",
+                    self.auth.algorithm
+                ),
+            );
+        }
+        if self.auth.algorithm == "HS256" && self.auth.hs256_secret.expose_secret().len() < 32 {
+            return bad(
+                "auth.hs256_secret",
+                "must be at least 32 bytes for HS256".into(),
+            );
+        }
+        if self.auth.algorithm != "HS256" && self.auth.public_key_pem.trim().is_empty() {
+            return bad(
+                "auth.public_key_pem",
+                format!("is required for {}", self.auth.algorithm),
+            );
+        }
+        if self.worker.provision_concurrency == 0 || self.worker.ops_concurrency == 0 {
+            return bad(
+                "worker.provision_concurrency / worker.ops_concurrency",
+                "must be at least 1".into(),
+            );
+        }
+        if self.worker.missed_heartbeats == 0 || self.worker.heartbeat_interval.is_zero() {
+            return bad(
+                "worker.heartbeat_interval / worker.missed_heartbeats",
+                "must be greater than zero".into(),
+            );
+        }
+        for (key, expr) in [
+            ("schedules.reconcile", &self.schedules.reconcile),
+            ("schedules.renewals", &self.schedules.renewals),
+            ("schedules.topups", &self.schedules.topups),
+        ] {
+            if let Err(e) = <cron::Schedule as std::str::FromStr>::from_str(expr) {
+                return bad(
+                    key,
+                    format!("{expr:?} is not a six-field cron expression (seconds first): {e}"),
+                );
+            }
+        }
+        if !["package1", "package2", "package3"].contains(&self.billing.topup_pack.as_str()) {
+            return bad(
+                "billing.topup_pack",
+                "must be package1, package2 or package3".into(),
+            );
+        }
+        if !["alert", "upgrade"].contains(&self.billing.starter_policy.as_str()) {
+            return bad(
+                "billing.starter_policy",
+                "must be \"alert\" or \"upgrade\"".into(),
+            );
+        }
+        if self.billing.topup_threshold < 0 || self.billing.topup_monthly_cap < 0 {
+            return bad(
+                "billing.topup_threshold / billing.topup_monthly_cap",
+                "must not be negative".into(),
+            );
+        }
+        if !["auto", "human", "json"].contains(&self.log.format.as_str()) {
+            return bad("log.format", "must be auto, human or json".into());
+        }
+        let key = self.security.credentials_key.expose_secret();
+        if !key.is_empty() {
+            crate::sealed::Sealer::from_base64(key).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// True when a Wiro API key is configured (otherwise `up` embeds the simulator).
+    pub fn wiro_configured(&self) -> bool {
+        !self.wiro.api_key.expose_secret().trim().is_empty()
+    }
+
+    /// The Wiro client configuration these settings describe.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad base URL.
+    pub fn wiro_client_config(&self) -> Result<wiro_client::ClientConfig, ConfigError> {
+        let key = self.wiro.api_key.expose_secret().trim().to_owned();
+        let secret = self.wiro.api_secret.expose_secret().trim().to_owned();
+        let auth = match (key.is_empty(), secret.is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(wiro_client::Auth::ApiKey(key.into())),
+            (false, false) => Some(wiro_client::Auth::Signature {
+                api_key: key.into(),
+                api_secret: secret.into(),
+            }),
+        };
+        let mut config = wiro_client::ClientConfig::new(&self.wiro.base_url, auth)
+            .map_err(|e| ConfigError(format!("wiro.base_url: {e}")))?;
+        config.team_guid = Some(self.wiro.team_guid.trim().to_owned()).filter(|t| !t.is_empty());
+        config.timeout = self.wiro.timeout;
+        config.connect_timeout = self.wiro.connect_timeout;
+        config.retry.max_attempts = self.wiro.max_attempts;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(key: &str, value: impl Serialize) -> Result<Settings, ConfigError> {
+        Settings::from_figment(
+            &Figment::from(Toml::string(DEFAULTS)).merge(Serialized::default(key, value)),
+        )
+    }
+
+    #[test]
+    fn the_shipped_defaults_are_valid() {
+        let settings = Settings::defaults().unwrap();
+        assert!(!settings.wiro_configured());
+        assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = with("worker.provision_concurrency", "many").unwrap_err();
+        assert!(err.to_string().contains("provision_concurrency"), "{err}");
+        let err = with("schedules.renewals", "*/5 * * * *").unwrap_err();
+        assert!(err.to_string().contains("schedules.renewals"), "{err}");
+        let err = with("auth.algorithm", "none").unwrap_err();
+        assert!(err.to_string().contains("auth.algorithm"), "{err}");
+        let err = with("provisioning.deploy_lease", "10s").unwrap_err();
+        assert!(
+            err.to_string().contains("provisioning.deploy_lease"),
+            "{err}"
+        );
+        let err = with("security.credentials_key", "abc").unwrap_err();
+        assert!(
+            err.to_string().contains("security.credentials_key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = with("worker.concurency", 3).unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_settings_are_printed() {
+        let settings = with("wiro.api_key", "super-secret-key").unwrap();
+        let printed = format!("{settings:?} {}", serde_json::to_string(&settings).unwrap());
+        assert!(!printed.contains("super-secret-key"), "{printed}");
+        assert!(settings.wiro_configured());
+    }
+}

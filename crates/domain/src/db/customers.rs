@@ -1,0 +1,160 @@
+//! Customers: the SaaS's end users, keyed by its external id.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use crate::error::{Error, Result};
+use crate::ids::CustomerId;
+use crate::model::CustomerStatus;
+
+/// A customer row.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Customer {
+    /// Our id.
+    pub id: CustomerId,
+    /// The SaaS's id (the JWT `sub`).
+    pub external_id: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Active, suspended or closed.
+    #[sqlx(try_from = "String")]
+    pub status: CustomerStatus,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, external_id, display_name, status, created_at, updated_at";
+
+/// Checks an external id: 1–200 printable characters.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the problem.
+pub fn validate_external_id(external_id: &str) -> Result<()> {
+    if external_id.is_empty() || external_id.len() > 200 {
+        return Err(Error::Invalid(
+            "customer external id must be 1 to 200 characters".into(),
+        ));
+    }
+    if external_id.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "customer external id must not contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the customer or updates its display name (when given); returns the row.
+///
+/// # Errors
+/// Database errors; [`Error::Invalid`] for a bad external id.
+pub async fn upsert(
+    conn: impl PgExecutor<'_>,
+    external_id: &str,
+    display_name: Option<&str>,
+) -> Result<Customer> {
+    validate_external_id(external_id)?;
+    let sql = format!(
+        "INSERT INTO customers (id, external_id, display_name) VALUES ($1, $2, $3)
+         ON CONFLICT (external_id) DO UPDATE
+           SET display_name = COALESCE(EXCLUDED.display_name, customers.display_name),
+               updated_at = CASE WHEN EXCLUDED.display_name IS NULL THEN customers.updated_at ELSE now() END
+         RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(CustomerId::new())
+        .bind(external_id)
+        .bind(display_name)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Creates the customers that do not exist yet (display names untouched for the others).
+///
+/// # Errors
+/// Database errors.
+pub async fn ensure_all(conn: impl PgExecutor<'_>, external_ids: &[String]) -> Result<u64> {
+    let ids: Vec<CustomerId> = external_ids.iter().map(|_| CustomerId::new()).collect();
+    let done = sqlx::query(
+        "INSERT INTO customers (id, external_id)
+         SELECT * FROM unnest($1::uuid[], $2::text[])
+         ON CONFLICT (external_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(external_ids)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// By external id.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_external_id(
+    conn: impl PgExecutor<'_>,
+    external_id: &str,
+) -> Result<Option<Customer>> {
+    let sql = format!("SELECT {COLUMNS} FROM customers WHERE external_id = $1");
+    Ok(sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// By our id.
+///
+/// # Errors
+/// Database errors.
+pub async fn get(conn: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Customer>> {
+    let sql = format!("SELECT {COLUMNS} FROM customers WHERE id = $1");
+    Ok(sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// A page of customers ordered by id, after `after`, optionally one status.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(
+    conn: impl PgExecutor<'_>,
+    status: Option<CustomerStatus>,
+    after: Option<CustomerId>,
+    limit: i64,
+) -> Result<Vec<Customer>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM customers
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    );
+    Ok(sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(status.map(CustomerStatus::as_str))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Sets the status; returns the updated row.
+///
+/// # Errors
+/// [`Error::NotFound`] for an unknown id.
+pub async fn set_status(
+    conn: impl PgExecutor<'_>,
+    id: CustomerId,
+    status: CustomerStatus,
+) -> Result<Customer> {
+    let sql = format!(
+        "UPDATE customers SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(status.as_str())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound("customer"))
+}

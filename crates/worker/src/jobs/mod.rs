@@ -1,0 +1,3 @@
+//! One apalis handler per file.
+
+pub mod provision_instance;

@@ -1,0 +1,42 @@
+//! `provision` queue: drive an instance towards its desired state.
+
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data, TaskId};
+use domain::jobs::{self, PROVISION_QUEUE, ProvisionInstance};
+use tracing::Instrument;
+
+use crate::context::JobContext;
+use crate::provision::{self, Next};
+
+/// Waits shorter than this are slept inside the job: apalis schedules in whole seconds.
+const INLINE_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs [`provision::advance`] until it is done or must wait; a longer wait becomes a delayed
+/// follow-up job, so no worker slot is held while nothing happens.
+///
+/// # Errors
+/// Infrastructure failures (database); apalis then retries the job.
+pub async fn provision_instance(
+    job: ProvisionInstance,
+    ctx: Data<JobContext>,
+    task_id: TaskId,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id);
+    drive(job, &ctx).instrument(span).await
+}
+
+async fn drive(job: ProvisionInstance, ctx: &JobContext) -> Result<(), BoxDynError> {
+    loop {
+        match provision::advance(ctx, job.instance_id).await? {
+            Next::Done => return Ok(()),
+            Next::RetryAfter(wait) if wait < INLINE_WAIT => tokio::time::sleep(wait).await,
+            Next::RetryAfter(wait) => {
+                let mut conn = ctx.pool.acquire().await?;
+                jobs::enqueue_provision_after(&mut conn, &[job.instance_id], wait).await?;
+                tracing::debug!(?wait, "rescheduled");
+                return Ok(());
+            }
+        }
+    }
+}

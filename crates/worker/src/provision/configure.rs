@@ -1,0 +1,96 @@
+//! After Deploy: send the credentials and custom skills the order (or the customer, later)
+//! gave, with Update. Wiro moves 6 → 0 once the required editable credentials are complete;
+//! otherwise the instance waits in `awaiting_credentials` for the customer.
+
+use domain::db::audit::{self, NewAudit};
+use domain::db::instances::{Change, Instance};
+use domain::model::{DesiredState, InstanceState};
+use wiro_client::models::{UpdateConfiguration, UpdateRequest};
+
+use super::observe::{observed, setup_required};
+use super::{Step, fail, transition, upstream_error};
+use crate::context::JobContext;
+
+pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+    let Some(guid) = instance.wiro_guid.clone() else {
+        // Not deployed after all: go back and deploy.
+        transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
+        return Ok(Step::Continue);
+    };
+    let pending = match &instance.pending_config {
+        Some(sealed) => match ctx.sealer.open(instance.id, sealed) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                let reason = format!("{e} (was security.credentials_key changed?)");
+                return fail(ctx, instance, "configure", &reason).await;
+            }
+        },
+        None => None,
+    };
+    // Update always carries the title (it may have changed). It carries a configuration when
+    // there are values to send, and on a fresh deploy (status 6) even without values: that is
+    // what lets Wiro re-check completeness for templates that need nothing. An empty
+    // configuration on a running agent would restart it for nothing, so it is left out then.
+    let configuration = match pending {
+        Some(config) => Some(UpdateConfiguration {
+            credentials: config.credentials,
+            custom_skills: config.custom_skills,
+        }),
+        None if matches!(instance.wiro_status, None | Some(6)) => {
+            Some(UpdateConfiguration::default())
+        }
+        None => None,
+    };
+    let result = ctx
+        .wiro
+        .update(&UpdateRequest {
+            guid: guid.clone(),
+            title: Some(instance.upstream_title()),
+            configuration,
+            ..UpdateRequest::default()
+        })
+        .await;
+    let agent = match result {
+        Ok(agent) => agent,
+        Err(e) => return upstream_error(ctx, instance, "configure", &e).await,
+    };
+    let needs_credentials = setup_required(&agent);
+    let next = if needs_credentials {
+        InstanceState::AwaitingCredentials
+    } else {
+        match instance.desired_state {
+            DesiredState::Running => InstanceState::Starting,
+            DesiredState::Stopped => InstanceState::Stopping,
+        }
+    };
+    let mut change = observed(&agent);
+    change.state = Some(next);
+    change.last_error = Some(None);
+    change.failed_step = Some(None);
+    change.step_failures = Some(0);
+    if instance.pending_config.is_some() {
+        // Fenced on the version: if the customer sent newer values meanwhile, this write loses
+        // and the next run sends those.
+        change.pending_config = Some(None);
+    }
+    if !transition(ctx, instance, change).await? {
+        return Ok(Step::Continue);
+    }
+    if needs_credentials {
+        let missing = super::observe::missing_credentials(&agent);
+        tracing::info!(instance = %instance.id, ?missing, "waiting for the customer's credentials");
+        audit::record(
+            &ctx.pool,
+            NewAudit {
+                actor: &ctx.actor(),
+                action: "provision.awaiting_credentials",
+                target: Some(format!("instance:{}", instance.id)),
+                request_id: None,
+                outcome: "ok",
+                detail: serde_json::json!({"missing": missing}),
+            },
+        )
+        .await?;
+    }
+    Ok(Step::Continue)
+}

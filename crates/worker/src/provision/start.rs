@@ -1,0 +1,179 @@
+//! Bring the agent to its desired run state and wait for Wiro to get there: Start and wait for
+//! Running (4), or Stop and wait for Stopped (0). Polls Detail with backoff inside the job for
+//! `provisioning.wait_running_inline`, then reschedules itself rather than hold a worker slot.
+
+use std::time::Duration;
+
+use domain::db::instances::{self, Change, Instance};
+use domain::model::InstanceState;
+use tokio::time::Instant;
+use wiro_client::WiroError;
+use wiro_client::models::{AgentStatus, UserAgent};
+
+use super::observe::observed;
+use super::{Next, Step, fail, transition, upstream_error};
+use crate::context::JobContext;
+
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const MAX_POLL: Duration = Duration::from_secs(2);
+const RESCHEDULE: Duration = Duration::from_secs(2);
+
+pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+    let Some(guid) = instance.wiro_guid.clone() else {
+        transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
+        return Ok(Step::Continue);
+    };
+    let want_running = instance.state == InstanceState::Starting;
+    let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
+    let mut poll = FIRST_POLL;
+    let mut current = instance.clone();
+    loop {
+        let agent = match ctx.wiro.detail(&guid).await {
+            Ok(agent) => agent,
+            Err(e) => return upstream_error(ctx, &current, step_name(want_running), &e).await,
+        };
+        let action = if want_running {
+            towards_running(ctx, &current, &agent).await?
+        } else {
+            towards_stopped(ctx, &current, &agent).await?
+        };
+        match action {
+            Action::Wait => {}
+            Action::Finish(step) => return Ok(step),
+        }
+        // Keep a status change visible while we wait (and notice concurrent changes).
+        if current.wiro_status != Some(agent.status.code() as i16) {
+            match instances::update(&ctx.pool, current.id, current.version, observed(&agent))
+                .await?
+            {
+                Some(updated) if updated.state == current.state => current = updated,
+                _ => return Ok(Step::Continue), // someone moved it on; re-read
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(Step::Stop(Next::RetryAfter(RESCHEDULE)));
+        }
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(MAX_POLL);
+    }
+}
+
+enum Action {
+    Wait,
+    Finish(Step),
+}
+
+fn step_name(want_running: bool) -> &'static str {
+    if want_running { "start" } else { "stop" }
+}
+
+async fn settle(
+    ctx: &JobContext,
+    instance: &Instance,
+    agent: &UserAgent,
+    state: InstanceState,
+) -> anyhow::Result<Action> {
+    let mut change = observed(agent);
+    change.state = Some(state);
+    change.last_error = Some(None);
+    change.failed_step = Some(None);
+    change.step_failures = Some(0);
+    transition(ctx, instance, change).await?;
+    Ok(Action::Finish(Step::Continue))
+}
+
+async fn towards_running(
+    ctx: &JobContext,
+    instance: &Instance,
+    agent: &UserAgent,
+) -> anyhow::Result<Action> {
+    match agent.status {
+        AgentStatus::Running => settle(ctx, instance, agent, InstanceState::Running).await,
+        AgentStatus::Queued | AgentStatus::Starting | AgentStatus::Stopping => Ok(Action::Wait),
+        AgentStatus::SetupRequired => {
+            let next = if instance.pending_config.is_some() {
+                InstanceState::Configuring
+            } else {
+                InstanceState::AwaitingCredentials
+            };
+            settle(ctx, instance, agent, next).await
+        }
+        AgentStatus::Error => {
+            let retries = ctx.settings.provisioning.start_retries;
+            if instance.step_failures as u32 >= retries {
+                let reason = format!("agent went to Error (5) {retries} times while starting");
+                return Ok(Action::Finish(fail(ctx, instance, "start", &reason).await?));
+            }
+            let counted = Change {
+                step_failures: Some(instance.step_failures + 1),
+                last_error: Some(Some("agent in Error (5); starting it again".into())),
+                ..Change::default()
+            };
+            if !transition(ctx, instance, counted).await? {
+                return Ok(Action::Finish(Step::Continue));
+            }
+            call_start(ctx, instance, &agent.guid).await
+        }
+        AgentStatus::Stopped => call_start(ctx, instance, &agent.guid).await,
+        AgentStatus::Unknown(n) => {
+            let reason = format!("Wiro reported an unknown status {n}");
+            Ok(Action::Finish(fail(ctx, instance, "start", &reason).await?))
+        }
+    }
+}
+
+async fn call_start(ctx: &JobContext, instance: &Instance, guid: &str) -> anyhow::Result<Action> {
+    match ctx.wiro.start(guid).await {
+        Ok(()) => Ok(Action::Finish(Step::Continue)),
+        Err(e) => match e.wiro() {
+            Some(
+                WiroError::AlreadyRunning | WiroError::AlreadyQueued | WiroError::CurrentlyStopping,
+            ) => Ok(Action::Finish(Step::Continue)),
+            Some(WiroError::SetupIncomplete) => {
+                transition(
+                    ctx,
+                    instance,
+                    Change::to(InstanceState::AwaitingCredentials),
+                )
+                .await?;
+                Ok(Action::Finish(Step::Continue))
+            }
+            _ => Ok(Action::Finish(
+                upstream_error(ctx, instance, "start", &e).await?,
+            )),
+        },
+    }
+}
+
+async fn towards_stopped(
+    ctx: &JobContext,
+    instance: &Instance,
+    agent: &UserAgent,
+) -> anyhow::Result<Action> {
+    match agent.status {
+        AgentStatus::Stopped | AgentStatus::SetupRequired | AgentStatus::Error => {
+            settle(ctx, instance, agent, InstanceState::Stopped).await
+        }
+        AgentStatus::Stopping => Ok(Action::Wait),
+        AgentStatus::Queued | AgentStatus::Starting | AgentStatus::Running => {
+            match ctx.wiro.stop(&agent.guid).await {
+                Ok(()) => Ok(Action::Finish(Step::Continue)),
+                Err(e)
+                    if matches!(
+                        e.wiro(),
+                        Some(WiroError::AlreadyStopped | WiroError::CurrentlyStopping)
+                    ) =>
+                {
+                    Ok(Action::Finish(Step::Continue))
+                }
+                Err(e) => Ok(Action::Finish(
+                    upstream_error(ctx, instance, "stop", &e).await?,
+                )),
+            }
+        }
+        AgentStatus::Unknown(n) => {
+            let reason = format!("Wiro reported an unknown status {n}");
+            Ok(Action::Finish(fail(ctx, instance, "stop", &reason).await?))
+        }
+    }
+}
