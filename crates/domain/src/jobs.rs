@@ -14,6 +14,35 @@ use crate::ids::InstanceId;
 /// Provisioning: deploy, configure, start, wait for Running.
 pub const PROVISION_QUEUE: &str = "provision";
 
+/// Applying a customer's status (suspend, reactivate, close) to its agents.
+pub const CUSTOMER_QUEUE: &str = "customer";
+
+/// Bring a customer's agents in line with its status: suspended or closed → cancel renewal at
+/// period end and stop; active → undo the cancel and restore each agent's desired state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyCustomerStatus {
+    /// The customer.
+    pub customer_id: crate::ids::CustomerId,
+}
+
+/// Enqueues [`ApplyCustomerStatus`] inside the caller's transaction.
+///
+/// # Errors
+/// [`Error::Queue`] when the insert fails.
+pub async fn enqueue_customer_status(
+    conn: &mut PgConnection,
+    customer: crate::ids::CustomerId,
+) -> Result<()> {
+    let payload = serde_json::to_vec(&ApplyCustomerStatus {
+        customer_id: customer,
+    })
+    .map_err(|e| Error::Queue(e.to_string()))?;
+    let task = TaskBuilder::new(payload).max_attempts(MAX_ATTEMPTS).build();
+    apalis_postgres::queries::push_tasks(conn, CUSTOMER_QUEUE, vec![task])
+        .await
+        .map_err(|e| Error::Queue(e.to_string()))
+}
+
 /// A storage-level attempt budget; the job itself handles backoff and gives up on its own
 /// schedule (see `provisioning.max_step_failures`), so this only bounds crash loops.
 const MAX_ATTEMPTS: usize = 25;

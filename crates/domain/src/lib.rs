@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod orders;
 pub mod sealed;

@@ -1,6 +1,7 @@
 //! wiro-reseller's background work on apalis + Postgres. Each job is idempotent and safe to run
 //! twice at once: side effects are fenced in the database, never trusted to the queue.
 
+pub mod billing;
 pub mod context;
 pub mod jobs;
 pub mod provision;

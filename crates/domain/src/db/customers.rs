@@ -158,3 +158,34 @@ pub async fn set_status(
         .await?
         .ok_or(Error::NotFound("customer"))
 }
+
+/// Sets the status, records it in the audit log and enqueues the job that applies it to the
+/// customer's agents — in one transaction.
+///
+/// # Errors
+/// [`Error::NotFound`] for an unknown id.
+pub async fn change_status(
+    pool: &sqlx::PgPool,
+    id: CustomerId,
+    status: CustomerStatus,
+    actor: &str,
+    request_id: Option<&str>,
+) -> Result<Customer> {
+    let mut tx = pool.begin().await?;
+    let customer = set_status(&mut *tx, id, status).await?;
+    crate::jobs::enqueue_customer_status(&mut tx, id).await?;
+    crate::db::audit::record(
+        &mut *tx,
+        crate::db::audit::NewAudit {
+            actor,
+            action: "customer.status",
+            target: Some(format!("customer:{id}")),
+            request_id,
+            outcome: "ok",
+            detail: serde_json::json!({"status": status}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(customer)
+}

@@ -27,6 +27,14 @@ pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result
     let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
     let mut poll = FIRST_POLL;
     let mut current = instance.clone();
+    // The step before (Update, or a previous Detail) just observed Stopped: start without
+    // asking again. If that was stale, Start's refusal says so and we poll as usual.
+    if want_running
+        && current.wiro_status == Some(0)
+        && let Action::Finish(step) = call_start(ctx, &current, &guid).await?
+    {
+        return Ok(step);
+    }
     loop {
         let agent = match ctx.wiro.detail(&guid).await {
             Ok(agent) => agent,
@@ -123,12 +131,13 @@ async fn towards_running(
 }
 
 async fn call_start(ctx: &JobContext, instance: &Instance, guid: &str) -> anyhow::Result<Action> {
+    // Started, or already on its way: keep polling in this step.
     match ctx.wiro.start(guid).await {
-        Ok(()) => Ok(Action::Finish(Step::Continue)),
+        Ok(()) => Ok(Action::Wait),
         Err(e) => match e.wiro() {
             Some(
                 WiroError::AlreadyRunning | WiroError::AlreadyQueued | WiroError::CurrentlyStopping,
-            ) => Ok(Action::Finish(Step::Continue)),
+            ) => Ok(Action::Wait),
             Some(WiroError::SetupIncomplete) => {
                 transition(
                     ctx,
@@ -157,14 +166,14 @@ async fn towards_stopped(
         AgentStatus::Stopping => Ok(Action::Wait),
         AgentStatus::Queued | AgentStatus::Starting | AgentStatus::Running => {
             match ctx.wiro.stop(&agent.guid).await {
-                Ok(()) => Ok(Action::Finish(Step::Continue)),
+                Ok(()) => Ok(Action::Wait),
                 Err(e)
                     if matches!(
                         e.wiro(),
                         Some(WiroError::AlreadyStopped | WiroError::CurrentlyStopping)
                     ) =>
                 {
-                    Ok(Action::Finish(Step::Continue))
+                    Ok(Action::Wait)
                 }
                 Err(e) => Ok(Action::Finish(
                     upstream_error(ctx, instance, "stop", &e).await?,

@@ -1,0 +1,348 @@
+//! One error type for the API, rendered as RFC 9457 `application/problem+json` with a stable
+//! `code` — for handler errors, extractor errors (malformed JSON, bad path or query values),
+//! oversized bodies, unknown routes and wrong methods alike. Internal errors are logged with
+//! the request id and answered without their cause.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+use wiro_client::WiroError;
+
+use crate::request_id;
+
+/// The error body of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:wiro-reseller:problem:not_found",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "agent not found",
+    "code": "not_found",
+    "request_id": "01929b0e-8f3c-7c4e-9d7a-0c1b2d3e4f50"
+}))]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:wiro-reseller:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short, human-readable summary of the type (the HTTP reason phrase).
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `validation_failed`, `agent_not_running`.
+    pub code: String,
+    /// The request id (also in the `x-request-id` header), for support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A problem with a status, stable code and detail.
+    #[error("{detail}")]
+    Status {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable code.
+        code: &'static str,
+        /// Detail for the caller.
+        detail: String,
+        /// Seconds for `Retry-After`, when it helps.
+        retry_after: Option<u64>,
+    },
+    /// Anything unexpected: logged, answered as a bare 500.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Shorthand.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// A problem with `status`, `code` and `detail`.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Status {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    /// 404 — also what another customer's resource answers.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 422 with the field named in `detail`.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            detail,
+        )
+    }
+
+    /// 409.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// An upstream failure as a caller should see it. `ops` callers see wallet amounts.
+    pub fn upstream(error: &wiro_client::Error, ops: bool) -> Self {
+        use wiro_client::Error as E;
+        let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY);
+        match error {
+            E::Api { error: wiro, .. } => Self::from_wiro(wiro, ops),
+            E::RateLimited { retry_after, .. } => ApiError::Status {
+                status: status(503),
+                code: "upstream_rate_limited",
+                detail: "Wiro is rate limiting us; try again shortly".into(),
+                retry_after: Some(retry_after.map_or(5, |d| d.as_secs().max(1))),
+            },
+            E::Timeout { .. } => Self::new(
+                status(504),
+                "upstream_timeout",
+                "Wiro did not answer in time",
+            ),
+            E::Decode { .. } => {
+                tracing::error!(%error, "undecodable upstream answer");
+                Self::new(
+                    status(502),
+                    "upstream_invalid_response",
+                    "Wiro sent an answer we could not read",
+                )
+            }
+            E::NotSent { reason, .. } => {
+                tracing::error!(%reason, "upstream call not sent");
+                Self::new(
+                    status(503),
+                    "upstream_not_configured",
+                    "the Wiro connection is not configured",
+                )
+            }
+            E::Http { .. } | E::Connect { .. } | E::Transport { .. } => Self::new(
+                status(502),
+                "upstream_unavailable",
+                "Wiro is unavailable; try again shortly",
+            ),
+        }
+    }
+
+    fn from_wiro(error: &WiroError, ops: bool) -> Self {
+        use WiroError as W;
+        let conflict = |code| Self::conflict(code, error.to_string());
+        match error {
+            W::AgentNotRunning { .. } => conflict("agent_not_running"),
+            W::AlreadyRunning | W::AlreadyQueued => conflict("agent_already_running"),
+            W::AlreadyStopped => conflict("agent_already_stopped"),
+            W::CurrentlyStopping => conflict("agent_stopping"),
+            W::InErrorState => conflict("agent_in_error"),
+            W::SetupIncomplete => conflict("setup_incomplete"),
+            W::NoCreditsAvailable => conflict("no_credits"),
+            W::SubscriptionRequiredToStart | W::SubscriptionRequiredForExtraCredits => {
+                conflict("subscription_required")
+            }
+            W::ExtraCreditsProOnly => conflict("pro_plan_required"),
+            W::SubscriptionAlreadyActive => conflict("subscription_already_active"),
+            W::NoExpiredSubscription => conflict("no_expired_subscription"),
+            W::CannotDowngrade => conflict("downgrade_not_supported"),
+            W::StripeCancelViaPortal => conflict("stripe_subscription"),
+            W::MessageNotCancellable { .. } => conflict("message_not_cancellable"),
+            W::InvalidPack | W::PackNotAvailable | W::CategoriesEmpty | W::InvalidRedirectUrl => {
+                Self::validation(error.to_string())
+            }
+            W::ValidPlanRequired | W::PricingNotAvailable | W::RenewalPricingNotAvailable => {
+                Self::validation(error.to_string())
+            }
+            W::MessageNotFound | W::AgentNotFoundOrAccessDenied => Self::not_found("message"),
+            W::AgentNotFound | W::AgentNotFoundOrInactive => Self::not_found("template"),
+            W::UserAgentNotFound => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_instance_missing",
+                "the agent no longer exists at Wiro; ops have been alerted by reconciliation",
+            ),
+            W::InsufficientWalletBalance { .. } if ops => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_wallet",
+                error.to_string(),
+            ),
+            W::InsufficientWalletBalance { .. } => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_unavailable",
+                "the service cannot take this payment right now; please contact support",
+            ),
+            other if other.is_auth() => {
+                tracing::error!(error = %other, "Wiro rejected our credentials");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_auth_failed",
+                    "the Wiro connection is misconfigured",
+                )
+            }
+            other => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_refused",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<domain::Error> for ApiError {
+    fn from(e: domain::Error) -> Self {
+        match e {
+            domain::Error::NotFound(what) => ApiError::not_found(what),
+            domain::Error::Conflict(detail) => ApiError::conflict("conflict", detail),
+            domain::Error::Invalid(detail) => ApiError::validation(detail),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Status { status, .. } => *status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let request_id = request_id::current();
+        let (status, code, detail, retry_after) = match self {
+            ApiError::Status {
+                status,
+                code,
+                detail,
+                retry_after,
+            } => (*status, *code, detail.clone(), *retry_after),
+            ApiError::Internal(e) => {
+                tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = ?e, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; quote the request id to support".to_owned(),
+                    None,
+                )
+            }
+        };
+        let mut response = problem_response(status, code, detail, request_id);
+        if let Some(secs) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// Renders a problem body.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    request_id: Option<String>,
+) -> HttpResponse {
+    let body = Problem {
+        problem_type: format!("urn:wiro-reseller:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+        request_id,
+    };
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(body)
+}
+
+/// Malformed or invalid JSON bodies.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature actix's error_handler takes"
+)]
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let error = match &err {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this API accepts",
+        ),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        J::Deserialize(e) if e.is_data() => ApiError::validation(format!("invalid body: {e}")),
+        J::Deserialize(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {e}"),
+        ),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.to_string()),
+    };
+    error.into()
+}
+
+/// Bad path segments (e.g. an id that is not a UUID).
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature actix's error_handler takes"
+)]
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_path",
+        format!("invalid path parameter: {err}"),
+    )
+    .into()
+}
+
+/// Bad query strings.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature actix's error_handler takes"
+)]
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+        format!("invalid query parameter: {err}"),
+    )
+    .into()
+}

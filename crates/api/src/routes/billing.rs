@@ -1,0 +1,296 @@
+//! The customer's subscription and credits: read, upgrade, cancel, renew, buy a pack. Each
+//! action is allowed or refused by the operator's policy (`[billing]`), runs exactly once
+//! (intent, call, fenced write) and lands in the ledger and the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use worker::billing::{self, BillingAction, BillingError};
+
+use super::agents::load;
+use crate::auth::CustomerAuth;
+use crate::dto::{AgentView, SubscriptionView};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::idempotency;
+use crate::openapi::{AuthErrors, UpstreamErrors};
+use crate::state::AppState;
+
+/// The subscription and what the customer may do with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionDetails {
+    /// The subscription as last observed (absent before the first deploy).
+    pub subscription: Option<SubscriptionView>,
+    /// Plan ordered: `starter` or `pro`.
+    pub plan: String,
+    /// Monthly credits left.
+    pub monthly_credits: Option<i64>,
+    /// Extra credits left.
+    pub extra_credits: Option<i64>,
+    /// Actions the operator allows: `upgrade`, `cancel`, `renew`, `credits`.
+    pub allowed_actions: Vec<String>,
+}
+
+/// The result of a billing action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingResult {
+    /// `renewed`, `undo-cancel`, `upgraded`, `credits_added` or `cancelled`.
+    pub result: String,
+    /// Cents charged to the operator's Wiro wallet for it.
+    pub charged_cents: i64,
+    /// The agent afterwards.
+    pub agent: AgentView,
+}
+
+/// A pack purchase.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"pack": "package1"}))]
+pub struct BuyCredits {
+    /// `package1`, `package2` or `package3` (see the catalog's `extra_credit_packs`).
+    pub pack: String,
+}
+
+fn allowed(state: &AppState) -> Vec<String> {
+    let b = &state.settings.billing;
+    [
+        ("upgrade", b.allow_upgrade),
+        ("cancel", b.allow_cancel),
+        ("renew", b.allow_renew),
+        ("credits", b.allow_extra_credits),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| name.to_owned())
+    .collect()
+}
+
+/// Maps a billing failure to the caller's answer.
+pub(crate) fn billing_error(error: BillingError, ops: bool) -> ApiError {
+    match error {
+        BillingError::NotDeployed => {
+            ApiError::conflict("agent_not_deployed", "the agent is not deployed yet")
+        }
+        BillingError::InFlight(kind) => ApiError::conflict(
+            "billing_in_progress",
+            format!("another {kind} of this agent is in progress"),
+        ),
+        BillingError::Refused(e) | BillingError::Upstream(e) => ApiError::upstream(&e, ops),
+        BillingError::Unknown(e) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!(
+                "Wiro's answer was lost and could not be checked yet; reconciliation will settle it ({e})"
+            ),
+        ),
+        BillingError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+/// Reads the subscription.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id.")),
+    responses(
+        (status = 200, description = "Subscription, credits and allowed actions.", body = SubscriptionDetails),
+        (status = 404, description = "No such agent.", body = Problem),
+        AuthErrors,
+    )
+)]
+#[get("/agents/{id}/subscription")]
+pub async fn get_subscription(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let instance = load(&state, &auth, id.into_inner()).await?;
+    let view = AgentView::new(instance, &auth.customer.external_id);
+    Ok(HttpResponse::Ok().json(SubscriptionDetails {
+        subscription: view.subscription,
+        plan: view.plan.as_str().to_owned(),
+        monthly_credits: view.credits.monthly,
+        extra_credits: view.credits.extra,
+        allowed_actions: allowed(&state),
+    }))
+}
+
+async fn act(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: Uuid,
+    action: BillingAction,
+    allowed: bool,
+) -> ApiResult<HttpResponse> {
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "billing_action_disabled",
+            "the operator does not allow this billing action",
+        ));
+    }
+    let caller = auth.actor();
+    idempotency::run(&state, &caller, &req, &action, || async {
+        let instance = load(&state, &auth, id).await?;
+        let outcome = billing::perform(
+            &state.jobs,
+            &instance,
+            action.clone(),
+            &caller,
+            auth.request_id.as_deref(),
+        )
+        .await
+        .map_err(|e| billing_error(e, false))?;
+        let view = BillingResult {
+            result: outcome.result.to_owned(),
+            charged_cents: outcome.charged_cents,
+            agent: AgentView::new(outcome.instance, &auth.customer.external_id),
+        };
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(view).map_err(anyhow::Error::from)?,
+        ))
+    })
+    .await
+}
+
+/// Upgrades Starter to Pro (the prorated difference is charged).
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Upgraded.", body = BillingResult),
+        (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
+        (status = 403, description = "The operator does not allow upgrades.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Already Pro, not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/subscription/upgrade")]
+pub async fn upgrade(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let allowed = state.settings.billing.allow_upgrade;
+    act(
+        auth,
+        state,
+        req,
+        id.into_inner(),
+        BillingAction::Upgrade,
+        allowed,
+    )
+    .await
+}
+
+/// Cancels at period end: the agent runs until then and is not renewed.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id.")),
+    responses(
+        (status = 200, description = "Cancellation scheduled.", body = BillingResult),
+        (status = 403, description = "The operator does not allow cancelling.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/subscription/cancel")]
+pub async fn cancel(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let allowed = state.settings.billing.allow_cancel;
+    act(
+        auth,
+        state,
+        req,
+        id.into_inner(),
+        BillingAction::Cancel,
+        allowed,
+    )
+    .await
+}
+
+/// Renews an expired subscription (charged), or takes back a pending cancellation (free).
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Renewed, or the cancellation taken back.", body = BillingResult),
+        (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
+        (status = 403, description = "The operator does not allow renewing.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Already active, not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/subscription/renew")]
+pub async fn renew(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let allowed = state.settings.billing.allow_renew;
+    act(
+        auth,
+        state,
+        req,
+        id.into_inner(),
+        BillingAction::Renew,
+        allowed,
+    )
+    .await
+}
+
+/// Buys an extra-credit pack (Pro only; packs expire after 6 months).
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the purchase safe to retry.")),
+    request_body = BuyCredits,
+    responses(
+        (status = 200, description = "Credits added.", body = BillingResult),
+        (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
+        (status = 403, description = "The operator does not allow buying packs.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Starter plan, not deployed, or another purchase in progress.", body = Problem),
+        (status = 422, description = "Unknown pack.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/credits")]
+pub async fn buy_credits(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Json<BuyCredits>,
+) -> ApiResult<HttpResponse> {
+    let pack = body.into_inner().pack;
+    if !["package1", "package2", "package3"].contains(&pack.as_str()) {
+        return Err(ApiError::validation(
+            "pack: must be package1, package2 or package3",
+        ));
+    }
+    let allowed = state.settings.billing.allow_extra_credits;
+    act(
+        auth,
+        state,
+        req,
+        id.into_inner(),
+        BillingAction::ExtraCredits { pack },
+        allowed,
+    )
+    .await
+}

@@ -1,0 +1,153 @@
+//! `GET /v1/catalog`, `GET /v1/catalog/{slug}`: the templates on offer, with plans and prices.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+use wiro_client::models::CatalogAgent;
+
+use crate::auth::AnyAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::openapi::{AuthErrors, UpstreamErrors};
+use crate::state::AppState;
+
+/// A template.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateView {
+    /// URL name; what orders use.
+    pub slug: String,
+    /// Wiro's template guid (orders may use it too).
+    pub guid: String,
+    /// Display name.
+    pub title: String,
+    /// One-line pitch.
+    pub headline: Option<String>,
+    /// Long description.
+    pub description: Option<String>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Plans with monthly prices and credits.
+    pub plans: Vec<PriceView>,
+    /// Extra-credit packs (Pro only).
+    pub extra_credit_packs: Vec<PriceView>,
+    /// Credential groups the agent uses (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Vec<CredentialGroupView>>,
+}
+
+/// A price.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    /// `starter`, `pro`, or a pack name (`package1`...).
+    pub name: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    /// Credits included.
+    pub credits: i64,
+}
+
+/// A credential group and its fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialGroupView {
+    /// Group name, e.g. `instagram`.
+    pub group: String,
+    /// The agent can run without it.
+    pub optional: bool,
+    /// Fields the customer provides.
+    pub fields: Vec<String>,
+}
+
+fn view(agent: &CatalogAgent, with_credentials: bool) -> TemplateView {
+    let price = |name: &str, p: &wiro_client::models::PlanPrice| PriceView {
+        name: name.to_owned(),
+        price_cents: (p.price * 100.0).round() as i64,
+        credits: p.credits,
+    };
+    let mut plans = Vec::new();
+    if let Some(p) = &agent.pricing.starter {
+        plans.push(price("starter", p));
+    }
+    if let Some(p) = &agent.pricing.pro {
+        plans.push(price("pro", p));
+    }
+    let credentials = with_credentials.then(|| {
+        agent
+            .configuration
+            .as_ref()
+            .map(|c| {
+                c.credentials
+                    .iter()
+                    .filter(|(_, g)| !g.is_platform_managed())
+                    .map(|(name, g)| CredentialGroupView {
+                        group: name.clone(),
+                        optional: g.optional.unwrap_or(false),
+                        fields: g
+                            .editable
+                            .iter()
+                            .filter(|(_, e)| **e)
+                            .map(|(f, _)| f.clone())
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    TemplateView {
+        slug: agent.slug.clone(),
+        guid: agent.guid.clone(),
+        title: agent.title.clone(),
+        headline: agent.headline.clone(),
+        description: agent.description.clone(),
+        categories: agent.categories.clone(),
+        plans,
+        extra_credit_packs: agent
+            .pricing
+            .extracredits
+            .iter()
+            .map(|(n, p)| price(n, p))
+            .collect(),
+        credentials,
+    }
+}
+
+/// The templates on offer.
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active templates with plans and prices.", body = Vec<TemplateView>),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[get("/catalog")]
+pub async fn list_catalog(_auth: AnyAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let list = state.catalog.list(state.wiro()).await?;
+    Ok(HttpResponse::Ok().json(list.iter().map(|a| view(a, false)).collect::<Vec<_>>()))
+}
+
+/// One template, with the credential fields it needs.
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("slug" = String, Path, description = "Template slug (or guid).")),
+    responses(
+        (status = 200, description = "The template.", body = TemplateView),
+        (status = 404, description = "No such template.", body = crate::error::Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[get("/catalog/{slug}")]
+pub async fn get_template(
+    _auth: AnyAuth,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let slug = slug.into_inner();
+    if slug.is_empty() || slug.len() > 200 {
+        return Err(ApiError::not_found("template"));
+    }
+    let agent = state.catalog.detail(state.wiro(), &slug).await?;
+    if agent.status != 1 {
+        return Err(ApiError::not_found("template"));
+    }
+    Ok(HttpResponse::Ok().json(view(&agent, true)))
+}

@@ -1,0 +1,61 @@
+//! Handlers, one module per resource. Each handler is registered with `.service(handler)` so
+//! utoipa collects it.
+
+pub mod admin_agents;
+pub mod admin_batches;
+pub mod admin_customers;
+pub mod admin_records;
+pub mod agents;
+pub mod billing;
+pub mod catalog;
+pub mod health;
+pub mod messages;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Customer routes under `/v1`.
+pub fn customer(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(catalog::list_catalog)
+        .service(catalog::get_template)
+        .service(agents::list_agents)
+        .service(agents::create_agent)
+        .service(agents::get_agent)
+        .service(agents::update_agent)
+        .service(agents::start_agent)
+        .service(agents::stop_agent)
+        .service(messages::send_message)
+        .service(messages::get_message)
+        .service(messages::cancel_message)
+        .service(messages::list_sessions)
+        .service(messages::session_history)
+        .service(messages::delete_session)
+        .service(billing::get_subscription)
+        .service(billing::upgrade)
+        .service(billing::cancel)
+        .service(billing::renew)
+        .service(billing::buy_credits);
+}
+
+/// Ops routes under `/v1/admin`.
+pub fn admin(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(admin_customers::list_customers)
+        .service(admin_customers::upsert_customer)
+        .service(admin_customers::get_customer)
+        .service(admin_customers::suspend_customer)
+        .service(admin_customers::reactivate_customer)
+        .service(admin_customers::close_customer)
+        .service(admin_agents::list_all_agents)
+        .service(admin_agents::get_any_agent)
+        .service(admin_agents::retry_agent)
+        .service(admin_batches::create_batch)
+        .service(admin_batches::get_batch)
+        .service(admin_records::list_ledger)
+        .service(admin_records::list_audit)
+        .service(admin_records::failed_jobs)
+        .service(admin_records::retry_job);
+}
+
+/// Health routes at the root.
+pub fn health(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(health::healthz).service(health::readyz);
+}

@@ -1,0 +1,32 @@
+//! Shared application state: one per process, cloned into every worker thread.
+
+use std::sync::Arc;
+
+use domain::Settings;
+use sqlx::PgPool;
+use worker::JobContext;
+
+use crate::auth::JwtVerifier;
+use crate::catalog::CatalogCache;
+
+/// What handlers need.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Database (the API's own pool).
+    pub pool: PgPool,
+    /// For upstream calls and the shared billing operations.
+    pub jobs: JobContext,
+    /// Verifies bearer tokens.
+    pub jwt: JwtVerifier,
+    /// The upstream catalog, cached briefly.
+    pub catalog: Arc<CatalogCache>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// The Wiro client.
+    pub fn wiro(&self) -> &wiro_client::Client {
+        &self.jobs.wiro
+    }
+}

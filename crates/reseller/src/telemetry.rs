@@ -1,0 +1,31 @@
+//! Structured logs: human-readable on a terminal, JSON otherwise (or as `log.format` says).
+//! Spans carry request ids and job ids, so every line names the work it belongs to.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `format` is `auto`, `human` or `json`.
+pub fn init(format: &str, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        "json" => true,
+        "human" => false,
+        _ => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (tests, `up` embedding components) keeps the first subscriber.
+    let _ = result;
+}

@@ -1,0 +1,275 @@
+//! Exactly-once Deploy with real worker processes: one killed (SIGKILL) after Wiro applied its
+//! Deploy but before it could record it, one frozen (SIGSTOP) past its heartbeat so a second
+//! worker takes the job over while the first is still holding the call.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use domain::db::{audit, instances, ledger, operations};
+use domain::model::{InstanceState, OperationState, Plan};
+use domain::orders::{self, Actor, Order, ResolvedTemplate};
+use domain::sealed::{PendingConfig, Sealer};
+use sqlx::PgPool;
+use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig, SimServer};
+
+const KEY: &str = "process-test-key";
+
+struct Setup {
+    pool: PgPool,
+    sim: SimServer,
+    database_url: String,
+    credentials_key: String,
+}
+
+async fn setup(pool: PgPool) -> Setup {
+    apalis_postgres::PostgresStorage::setup(&pool)
+        .await
+        .unwrap();
+    let mut config = SimConfig::with_account(KEY, 1000.0);
+    config.delays = Delays::uniform(20);
+    let sim = SimServer::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let database = pool.connect_options().get_database().unwrap().to_owned();
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(&format!("/{database}"));
+    Setup {
+        pool,
+        sim,
+        database_url: url.to_string(),
+        credentials_key: Sealer::generate_key(),
+    }
+}
+
+fn spawn_worker(s: &Setup, name: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_reseller"))
+        .arg("worker")
+        .env("DATABASE_URL", &s.database_url)
+        .env("WIRO_BASE_URL", s.sim.base_url())
+        .env("WIRO_API_KEY", KEY)
+        .env("RESELLER_SECURITY__CREDENTIALS_KEY", &s.credentials_key)
+        .env("RESELLER_WORKER__NAME", name)
+        .env("RESELLER_WORKER__HEARTBEAT_INTERVAL", "500ms")
+        .env("RESELLER_WORKER__MISSED_HEARTBEATS", "2")
+        .env("RESELLER_WORKER__POLL_INTERVAL", "100ms")
+        .env("RESELLER_WIRO__TIMEOUT", "2s")
+        .env("RESELLER_PROVISIONING__DEPLOY_LEASE", "4s")
+        .env("RESELLER_PROVISIONING__BACKOFF_BASE", "100ms")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the reseller binary runs")
+}
+
+async fn place(s: &Setup) -> domain::ids::InstanceId {
+    let customer = domain::db::customers::upsert(&s.pool, "crash-customer", None)
+        .await
+        .unwrap();
+    let template = ResolvedTemplate {
+        guid: "a1b2c3d4-e5f6-7890-abcd-ef1234567890".into(),
+        slug: "instagram-manager".into(),
+        price_cents: 900,
+    };
+    let mut config = PendingConfig::default();
+    config.credentials.0.insert(
+        "instagram".into(),
+        [("authMethod".to_owned(), serde_json::json!("wiro"))].into(),
+    );
+    let order = Order {
+        plan: Plan::Starter,
+        title: "Crash test bot".into(),
+        config,
+    };
+    let sealer = Sealer::from_base64(&s.credentials_key).unwrap();
+    orders::place_order(
+        &s.pool,
+        &sealer,
+        customer.id,
+        &order,
+        &template,
+        Actor {
+            name: "test",
+            request_id: None,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn running(s: &Setup, id: domain::ids::InstanceId) -> bool {
+    instances::get(&s.pool, id).await.unwrap().unwrap().state == InstanceState::Running
+}
+
+async fn queue_idle(s: &Setup) -> bool {
+    let busy: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'provision' AND status IN ('Pending', 'Queued', 'Running')",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    busy == 0
+}
+
+async fn assert_exactly_once(s: &Setup, id: domain::ids::InstanceId) {
+    let upstream = s.sim.sim().instances();
+    assert_eq!(upstream.len(), 1, "one upstream instance");
+    let charges = s.sim.sim().ledger();
+    assert_eq!(charges.len(), 1, "the wallet was charged once");
+    let ours = ledger::list(&s.pool, &Default::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(
+        ours[0].wiro_guid.as_deref(),
+        Some(upstream[0].guid.as_str())
+    );
+    assert_eq!(
+        ours[0].amount_cents,
+        (charges[0].amount * 100.0).round() as i64
+    );
+    let instance = instances::get(&s.pool, id).await.unwrap().unwrap();
+    assert_eq!(
+        instance.wiro_guid.as_deref(),
+        Some(upstream[0].guid.as_str())
+    );
+    let duplicates = audit::list(&s.pool, Some("deploy.duplicate"), None, None, 10)
+        .await
+        .unwrap();
+    assert!(duplicates.is_empty(), "{duplicates:?}");
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_worker_killed_between_deploy_and_its_record_is_not_deployed_twice(pool: PgPool) {
+    let s = setup(pool).await;
+    // Wiro applies the Deploy, then holds the answer: the worker is killed while waiting.
+    s.sim
+        .sim()
+        .add_fault(FaultSpec {
+            endpoint: "UserAgent/Deploy".into(),
+            mode: FaultMode::StallResponse,
+            status: None,
+            latency_ms: Some(30_000),
+            probability: None,
+            count: Some(1),
+        })
+        .unwrap();
+    let id = place(&s).await;
+    let mut first = spawn_worker(&s, "doomed-worker");
+    until(
+        "Wiro to apply the Deploy",
+        Duration::from_secs(30),
+        async || !s.sim.sim().instances().is_empty(),
+    )
+    .await;
+    first.kill().unwrap(); // SIGKILL: no chance to record anything
+    first.wait().unwrap();
+    let op = operations::for_instance(&s.pool, id).await.unwrap();
+    assert_eq!(
+        op[0].state,
+        OperationState::Calling,
+        "the intent was committed, the outcome never"
+    );
+    assert!(
+        instances::get(&s.pool, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .wiro_guid
+            .is_none()
+    );
+
+    let mut second = spawn_worker(&s, "rescue-worker");
+    until("the order to run", Duration::from_secs(60), async || {
+        running(&s, id).await
+    })
+    .await;
+    assert_exactly_once(&s, id).await;
+    let ops = operations::for_instance(&s.pool, id).await.unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        ops[0].state,
+        OperationState::Adopted,
+        "found upstream, not deployed again"
+    );
+    assert_eq!(s.sim.sim().call_counts()["UserAgent/Deploy"], 1);
+
+    // SIGTERM: the worker drains and exits cleanly.
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    let status = second.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
+    let s = setup(pool).await;
+    s.sim
+        .sim()
+        .add_fault(FaultSpec {
+            endpoint: "UserAgent/Deploy".into(),
+            mode: FaultMode::StallResponse,
+            status: None,
+            latency_ms: Some(1_500),
+            probability: None,
+            count: Some(1),
+        })
+        .unwrap();
+    let id = place(&s).await;
+    let mut first = spawn_worker(&s, "frozen-worker");
+    until(
+        "Wiro to apply the Deploy",
+        Duration::from_secs(30),
+        async || !s.sim.sim().instances().is_empty(),
+    )
+    .await;
+    // Freeze it mid-call: its heartbeat stops, its job is re-enqueued, another worker runs it.
+    Command::new("kill")
+        .args(["-STOP", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let mut second = spawn_worker(&s, "replacement-worker");
+    until("the order to run", Duration::from_secs(60), async || {
+        running(&s, id).await
+    })
+    .await;
+    let ops = operations::for_instance(&s.pool, id).await.unwrap();
+    assert_eq!(
+        ops[0].state,
+        OperationState::Adopted,
+        "the replacement adopted the frozen call's instance"
+    );
+
+    // Thaw the first worker: its late answer must be fenced out, not recorded again.
+    Command::new("kill")
+        .args(["-CONT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    until(
+        "all provisioning jobs to finish",
+        Duration::from_secs(60),
+        async || queue_idle(&s).await,
+    )
+    .await;
+    assert!(running(&s, id).await);
+    assert_exactly_once(&s, id).await;
+    for child in [&mut first, &mut second] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

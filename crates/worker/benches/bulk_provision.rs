@@ -1,0 +1,161 @@
+//! Bulk provisioning throughput against the simulator with a fixed added upstream latency.
+//!
+//!     DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres \
+//!       cargo bench -p worker --bench bulk_provision -- [orders] [latency_ms] [concurrency]
+//!
+//! Creates a scratch database, submits one batch, runs the real apalis worker until every order
+//! is Running, and prints wall time against the ideal bound
+//! (calls per order × latency × orders ÷ concurrency) and the upstream calls per order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::model::{InstanceState, Plan};
+use domain::orders::{Actor, BatchOrder, Order, ResolvedTemplate};
+use domain::sealed::{PendingConfig, Sealer};
+use secrecy::SecretString;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor};
+use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig, SimServer};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; skip flags.
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let get = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let orders = get(1, 1000) as usize;
+    let latency_ms = get(2, 20);
+    let concurrency = get(3, 16) as usize;
+
+    let base = std::env::var("DATABASE_URL").expect("set DATABASE_URL to a Postgres server");
+    let db = format!("reseller_bench_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&base).await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+        .await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await?;
+    let mut url = url::Url::parse(&base)?;
+    url.set_path(&format!("/{db}"));
+    let pool = PgPoolOptions::new()
+        .max_connections(concurrency as u32 + 10)
+        .connect(url.as_str())
+        .await?;
+    domain::migrate(&pool).await?;
+
+    let mut sim_config = SimConfig::with_account("bench-key", 1_000_000.0);
+    sim_config.delays = Delays::uniform(0);
+    let sim = SimServer::start(sim_config, "127.0.0.1:0".parse()?).await?;
+    sim.sim()
+        .add_fault(FaultSpec {
+            endpoint: "*".into(),
+            mode: FaultMode::Latency,
+            status: None,
+            latency_ms: Some(latency_ms),
+            probability: None,
+            count: None,
+        })
+        .map_err(anyhow::Error::msg)?;
+
+    let mut settings = domain::Settings::defaults()?;
+    settings.wiro.base_url = sim.base_url();
+    settings.wiro.api_key = SecretString::from("bench-key".to_owned());
+    settings.worker.provision_concurrency = concurrency;
+    settings.worker.poll_interval = Duration::from_millis(100);
+    let key = Sealer::generate_key();
+    let sealer = Sealer::from_base64(&key)?;
+    let ctx = worker::JobContext {
+        pool: pool.clone(),
+        wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
+        sealer: sealer.clone(),
+        settings: Arc::new(settings),
+        worker_name: Arc::from("bench-worker"),
+    };
+
+    let template = ResolvedTemplate {
+        guid: "a1b2c3d4-e5f6-7890-abcd-ef1234567890".into(),
+        slug: "instagram-manager".into(),
+        price_cents: 900,
+    };
+    let mut config = PendingConfig::default();
+    config.credentials.0.insert(
+        "instagram".into(),
+        [("authMethod".to_owned(), serde_json::json!("wiro"))].into(),
+    );
+    let batch: Vec<BatchOrder> = (0..orders)
+        .map(|i| BatchOrder {
+            customer: format!("bench-{i}"),
+            order: Order {
+                plan: Plan::Starter,
+                title: format!("Bench {i}"),
+                config: config.clone(),
+            },
+            template: template.clone(),
+        })
+        .collect();
+
+    let submitted = Instant::now();
+    domain::orders::submit_batch(
+        &pool,
+        &sealer,
+        Some("bench"),
+        &batch,
+        Actor {
+            name: "bench",
+            request_id: None,
+        },
+    )
+    .await?;
+    let submit_time = submitted.elapsed();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::runner::run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    loop {
+        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = $1")
+            .bind(InstanceState::Running.as_str())
+            .fetch_one(&pool)
+            .await?;
+        if running as usize == orders {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = submitted.elapsed();
+    let _ = stop.send(());
+    let _ = worker.await;
+
+    let calls = sim.sim().call_counts();
+    let total_calls: u64 = calls.values().sum();
+    let per_order = total_calls as f64 / orders as f64;
+    let ideal = Duration::from_secs_f64(
+        per_order * latency_ms as f64 / 1000.0 * orders as f64 / concurrency as f64,
+    );
+    println!("orders                 {orders}");
+    println!("added latency per call {latency_ms} ms");
+    println!("worker concurrency     {concurrency}");
+    println!("batch submit           {:.3} s", submit_time.as_secs_f64());
+    println!("wall time to all Running {:.2} s", wall.as_secs_f64());
+    println!("upstream calls         {total_calls} ({per_order:.2} per order): {calls:?}");
+    println!(
+        "ideal bound            {:.2} s  (calls/order × latency × orders ÷ concurrency)",
+        ideal.as_secs_f64()
+    );
+    println!(
+        "efficiency             {:.0} %",
+        ideal.as_secs_f64() / wall.as_secs_f64() * 100.0
+    );
+    println!(
+        "duplicates upstream    {}",
+        sim.sim().instances().len() as i64 - orders as i64
+    );
+
+    pool.close().await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .await?;
+    Ok(())
+}

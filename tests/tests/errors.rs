@@ -1,0 +1,247 @@
+//! Every error is a problem document with a stable code: bad JSON, bad path and query values,
+//! validation (naming the field), oversized bodies, unknown routes, wrong methods.
+
+use e2e_tests::spawn_app_with;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+fn problem(answer: &e2e_tests::Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "{:?}", answer.body);
+    assert_eq!(answer.content_type(), "application/problem+json");
+    assert_eq!(answer.code(), code, "{:?}", answer.body);
+    assert_eq!(
+        answer.body["type"],
+        format!("urn:wiro-reseller:problem:{code}")
+    );
+    assert_eq!(answer.body["status"], status.as_u16());
+    assert!(answer.body["title"].is_string() && answer.body["detail"].is_string());
+    let header = answer
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        answer.body["request_id"], header,
+        "the body quotes the request id"
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn malformed_and_invalid_requests_get_problem_bodies_with_stable_codes(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        |s| s.api.body_limit_bytes = 4096,
+        false,
+    )
+    .await;
+    let token = app.customer_token("errors");
+
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/agents", app.address))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let status = raw.status();
+    let headers = raw.headers().clone();
+    let body = raw.json().await.unwrap();
+    problem(
+        &e2e_tests::Answer {
+            status,
+            headers,
+            body,
+        },
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    );
+
+    let missing = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "instagram-manager"}),
+        )
+        .await;
+    problem(
+        &missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        missing.body["detail"].as_str().unwrap().contains("plan"),
+        "{:?}",
+        missing.body
+    );
+    let typo = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "x", "plan": "starter", "title": "t", "credentails": {}}),
+        )
+        .await;
+    problem(&typo, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(
+        typo.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("credentails")
+    );
+    let plan = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "instagram-manager", "plan": "gold", "title": "t"}),
+        )
+        .await;
+    problem(&plan, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(plan.body["detail"].as_str().unwrap().starts_with("plan:"));
+    let title = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "instagram-manager", "plan": "starter", "title": ""}),
+        )
+        .await;
+    problem(
+        &title,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(title.body["detail"].as_str().unwrap().contains("title"));
+    let unpriced = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "sales-prospector", "plan": "starter", "title": "t"}),
+        )
+        .await;
+    problem(
+        &unpriced,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "plan_not_available",
+    );
+
+    let big = json!({"template": "x".repeat(8000), "plan": "starter", "title": "t"});
+    problem(
+        &app.post("/v1/agents", &token, &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    problem(
+        &app.get("/v1/agents/not-a-uuid", &token).await,
+        StatusCode::BAD_REQUEST,
+        "bad_path",
+    );
+    problem(
+        &app.get("/v1/agents?limit=lots", &token).await,
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+    );
+    problem(
+        &app.get("/v1/agents?cursor=%21%21", &token).await,
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+    );
+    problem(
+        &app.get("/v1/nothing-here", &token).await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+    );
+    let wrong = app
+        .request(
+            Method::PUT,
+            "/v1/agents",
+            Some(&token),
+            Some(&json!({})),
+            &[],
+        )
+        .await;
+    problem(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(wrong.headers.get("allow").unwrap(), "GET, POST");
+    let unknown = app
+        .get(&format!("/v1/agents/{}", uuid::Uuid::now_v7()), &token)
+        .await;
+    problem(&unknown, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn request_ids_are_echoed_or_generated(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        |_| {},
+        false,
+    )
+    .await;
+    let given = app
+        .request(
+            Method::GET,
+            "/healthz",
+            None,
+            None,
+            &[("x-request-id", "trace-abc-123")],
+        )
+        .await;
+    assert_eq!(given.headers.get("x-request-id").unwrap(), "trace-abc-123");
+    let generated = app.request(Method::GET, "/healthz", None, None, &[]).await;
+    assert!(!generated.headers.get("x-request-id").unwrap().is_empty());
+    let junk = app
+        .request(
+            Method::GET,
+            "/healthz",
+            None,
+            None,
+            &[("x-request-id", &"x".repeat(500))],
+        )
+        .await;
+    assert_ne!(
+        junk.headers.get("x-request-id").unwrap().len(),
+        500,
+        "an unreasonable id is replaced"
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        |_| {},
+        false,
+    )
+    .await;
+    let spec = app
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    assert_eq!(
+        spec.body,
+        serde_json::to_value(api::openapi()).unwrap(),
+        "the served spec is the finished one"
+    );
+    let docs = app.request(Method::GET, "/docs/", None, None, &[]).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.body.as_str().unwrap().contains("swagger-ui"),
+        "Swagger UI HTML"
+    );
+    assert_eq!(
+        app.request(Method::GET, "/healthz", None, None, &[])
+            .await
+            .body["status"],
+        "ok"
+    );
+    let ready = app.request(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
+    assert_eq!(ready.body["checks"]["upstream"], "ok");
+    let metrics = app.request(Method::GET, "/metrics", None, None, &[]).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("http_requests_total{"), "{text}");
+    assert!(text.contains("instances{state=\"running\"} 0"), "{text}");
+}
