@@ -42,6 +42,9 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/audit"),
     ("GET", "/v1/admin/jobs/failed"),
     ("POST", "/v1/admin/jobs/{job}/retry"),
+    ("GET", "/v1/admin/alerts"),
+    ("POST", "/v1/admin/alerts/1/resolve"),
+    ("GET", "/v1/admin/forecast"),
 ];
 
 fn body_for(path: &str) -> Option<Value> {

@@ -308,3 +308,65 @@ async fn billing_actions_charge_once_and_follow_the_operator_policy(pool: PgPool
         "{actions:?}"
     );
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn suspending_stops_the_agent_and_cancels_renewal_and_reactivating_undoes_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let token = app.customer_token("cust-suspend");
+    let id = app.order_instagram(&token).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_state(&token, &id, "running").await;
+    let ops = app.ops_token();
+    let agent = app.get(&format!("/v1/admin/agents/{id}"), &ops).await;
+    let customer_id: String =
+        sqlx::query_scalar("SELECT id::text FROM customers WHERE external_id = 'cust-suspend'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(agent.body["state"], "running");
+
+    let suspended = app
+        .post(
+            &format!("/v1/admin/customers/{customer_id}/suspend"),
+            &ops,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agent = app.get(&format!("/v1/admin/agents/{id}"), &ops).await;
+        if agent.body["state"] == "stopped"
+            && agent.body["subscription"]["cancel_at_period_end"] == true
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "suspension not applied: {:?}",
+            agent.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.get("/v1/agents", &token).await.code(),
+        "customer_suspended"
+    );
+
+    app.post(
+        &format!("/v1/admin/customers/{customer_id}/reactivate"),
+        &ops,
+        &json!({}),
+    )
+    .await;
+    let running = app.wait_for_state(&token, &id, "running").await;
+    assert_eq!(
+        running["subscription"]["cancel_at_period_end"], false,
+        "the cancellation was taken back"
+    );
+    let upstream = app.sim.sim().instances();
+    assert!(!upstream[0].cancel_at_period_end);
+    assert_eq!(app.sim.sim().ledger().len(), 1, "undoing a cancel is free");
+}

@@ -176,6 +176,8 @@ pub struct WorkerSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
+    /// Tick the schedules in this process.
+    pub enabled: bool,
     /// Reconciliation sweep.
     pub reconcile: String,
     /// Renewal sweep.

@@ -14,6 +14,68 @@ use crate::ids::InstanceId;
 /// Provisioning: deploy, configure, start, wait for Running.
 pub const PROVISION_QUEUE: &str = "provision";
 
+/// Scheduled sweeps (reconciliation, renewals, top-ups).
+pub const SWEEP_QUEUE: &str = "sweeps";
+
+/// Which sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepKind {
+    /// Observe every instance upstream; adopt, quarantine, flag, restart.
+    Reconcile,
+    /// Renew what expired or ends soon; cancel for suspended customers.
+    Renewals,
+    /// Buy packs (or upgrade, or alert) below the credit threshold.
+    Topups,
+}
+
+impl SweepKind {
+    /// Every sweep.
+    pub const ALL: [SweepKind; 3] = [SweepKind::Reconcile, SweepKind::Renewals, SweepKind::Topups];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepKind::Reconcile => "reconcile",
+            SweepKind::Renewals => "renewals",
+            SweepKind::Topups => "topups",
+        }
+    }
+}
+
+/// One sweep, for one schedule tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// Which.
+    pub kind: SweepKind,
+    /// The tick (Unix seconds) that asked for it.
+    pub tick: i64,
+}
+
+/// Enqueues the sweep of `tick` unless any process already did: the idempotency key
+/// `<kind>:<tick>` is unique in the queue. True when this call enqueued it.
+///
+/// # Errors
+/// [`Error::Queue`] for failures other than the duplicate.
+pub async fn enqueue_sweep(pool: &sqlx::PgPool, kind: SweepKind, tick: i64) -> Result<bool> {
+    let payload =
+        serde_json::to_vec(&Sweep { kind, tick }).map_err(|e| Error::Queue(e.to_string()))?;
+    let task = TaskBuilder::new(payload)
+        .idempotency_key(format!("{}:{tick}", kind.as_str()))
+        .max_attempts(3)
+        .build();
+    let mut conn = pool.acquire().await?;
+    match apalis_postgres::queries::push_tasks(&mut *conn, SWEEP_QUEUE, vec![task]).await {
+        Ok(()) => Ok(true),
+        Err(apalis_postgres::Error::Database(sqlx::Error::Database(db)))
+            if db.is_unique_violation() =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::Queue(e.to_string())),
+    }
+}
+
 /// Applying a customer's status (suspend, reactivate, close) to its agents.
 pub const CUSTOMER_QUEUE: &str = "customer";
 

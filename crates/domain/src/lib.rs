@@ -5,6 +5,7 @@ pub mod agents;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod forecast;
 pub mod ids;
 pub mod jobs;
 pub mod metrics;

@@ -6,5 +6,6 @@ pub mod context;
 pub mod jobs;
 pub mod provision;
 pub mod runner;
+pub mod sweeps;
 
 pub use context::{JobContext, unique_worker_name};

@@ -5,12 +5,21 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::str::FromStr;
+
 use apalis::prelude::*;
+use apalis_cron::CronScheduler;
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
-use domain::jobs::{PROVISION_QUEUE, ProvisionInstance};
+use domain::jobs::{
+    ApplyCustomerStatus, CUSTOMER_QUEUE, PROVISION_QUEUE, ProvisionInstance, SWEEP_QUEUE, Sweep,
+    SweepKind,
+};
 
 use crate::context::JobContext;
+use crate::jobs::apply_customer_status::apply_customer_status;
 use crate::jobs::provision_instance::provision_instance;
+use crate::jobs::run_sweep::run_sweep;
+use crate::jobs::tick::{TickTarget, on_tick};
 
 /// The backend of one queue.
 type QueueBackend<Args> = PollWith<PostgresStorage<Args>, Strategy>;
@@ -45,19 +54,71 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let name = ctx.worker_name.to_string();
     let settings = ctx.settings.worker.clone();
-    let provision_backend =
+    let ops = settings.ops_concurrency;
+    tracing::info!(worker = %name, provision_concurrency = settings.provision_concurrency, ops_concurrency = ops, "worker starting");
+
+    let provision =
         storage::<ProvisionInstance>(&ctx, PROVISION_QUEUE, settings.provision_concurrency);
-    let provision_ctx = ctx.clone();
-    tracing::info!(worker = %name, provision_concurrency = settings.provision_concurrency, "worker starting");
-    Monitor::new()
-        .register(move |_| {
+    let sweeps = storage::<Sweep>(&ctx, SWEEP_QUEUE, ops);
+    let customers = storage::<ApplyCustomerStatus>(&ctx, CUSTOMER_QUEUE, ops);
+    let mut monitor = Monitor::new();
+    {
+        let (ctx, name) = (ctx.clone(), name.clone());
+        monitor = monitor.register(move |_| {
             WorkerBuilder::new(format!("{name}/{PROVISION_QUEUE}"))
-                .backend(provision_backend.clone())
+                .backend(provision.clone())
                 .concurrency(settings.provision_concurrency)
-                .data(provision_ctx.clone())
+                .data(ctx.clone())
                 .catch_panic()
                 .build(provision_instance)
-        })
+        });
+    }
+    {
+        let (ctx, name) = (ctx.clone(), name.clone());
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(format!("{name}/{SWEEP_QUEUE}"))
+                .backend(sweeps.clone())
+                .concurrency(ops)
+                .data(ctx.clone())
+                .catch_panic()
+                .build(run_sweep)
+        });
+    }
+    {
+        let (ctx, name) = (ctx.clone(), name.clone());
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(format!("{name}/{CUSTOMER_QUEUE}"))
+                .backend(customers.clone())
+                .concurrency(ops)
+                .data(ctx.clone())
+                .catch_panic()
+                .build(apply_customer_status)
+        });
+    }
+    if ctx.settings.schedules.enabled {
+        let schedules = &ctx.settings.schedules;
+        for (kind, expr) in [
+            (SweepKind::Reconcile, &schedules.reconcile),
+            (SweepKind::Renewals, &schedules.renewals),
+            (SweepKind::Topups, &schedules.topups),
+        ] {
+            let schedule = cron::Schedule::from_str(expr)
+                .map_err(|e| anyhow::anyhow!("schedules.{}: {e}", kind.as_str()))?;
+            let target = TickTarget {
+                kind,
+                pool: ctx.pool.clone(),
+            };
+            let name = name.clone();
+            monitor = monitor.register(move |_| {
+                WorkerBuilder::new(format!("{name}/cron-{}", target.kind.as_str()))
+                    .backend(CronScheduler::new(schedule.clone()))
+                    .data(target.clone())
+                    .catch_panic()
+                    .build(on_tick)
+            });
+        }
+    }
+    monitor
         .shutdown_timeout(ctx.settings.worker.shutdown_timeout)
         .run_with_signal(async move {
             shutdown.await;
@@ -70,6 +131,7 @@ pub async fn run(
 
 /// Defaults suitable for tests: fast heartbeats and polling.
 pub fn fast_timings(settings: &mut domain::Settings) {
+    settings.schedules.enabled = false;
     settings.worker.heartbeat_interval = Duration::from_millis(500);
     settings.worker.missed_heartbeats = 2;
     settings.worker.poll_interval = Duration::from_millis(100);

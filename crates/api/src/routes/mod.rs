@@ -2,6 +2,7 @@
 //! utoipa collects it.
 
 pub mod admin_agents;
+pub mod admin_alerts;
 pub mod admin_batches;
 pub mod admin_customers;
 pub mod admin_records;
@@ -52,7 +53,10 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_records::list_ledger)
         .service(admin_records::list_audit)
         .service(admin_records::failed_jobs)
-        .service(admin_records::retry_job);
+        .service(admin_records::retry_job)
+        .service(admin_alerts::list_alerts)
+        .service(admin_alerts::resolve_alert)
+        .service(admin_alerts::forecast);
 }
 
 /// Health routes at the root.

@@ -62,6 +62,12 @@ pub struct Instance {
     pub failed_step: Option<String>,
     /// Consecutive transient failures.
     pub step_failures: i32,
+    /// Restarts after Wiro reported Error, since it last ran.
+    pub error_restarts: i32,
+    /// When the last of those restarts was made.
+    pub last_error_restart_at: Option<DateTime<Utc>>,
+    /// True while credits are above the top-up threshold.
+    pub topup_armed: bool,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -102,8 +108,8 @@ pub fn parse_correlator(upstream_title: &str) -> Option<InstanceId> {
 const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
     wiro_guid, state, desired_state, wiro_status, setup_required, missing_credentials, \
     pending_config, subscription_plan, subscription_status, subscription_period_end, \
-    cancel_at_period_end, monthly_credits, extra_credits, last_error, failed_step, \
-    step_failures, created_at, updated_at, version";
+    cancel_at_period_end, subscription_amount_cents, monthly_credits, extra_credits, last_error, failed_step, \
+    step_failures, error_restarts, last_error_restart_at, topup_armed, created_at, updated_at, version";
 
 /// What an order creates.
 #[derive(Clone, Debug)]
@@ -277,6 +283,8 @@ pub struct Change {
     pub subscription_period_end: Option<Option<DateTime<Utc>>>,
     /// Pending cancel.
     pub cancel_at_period_end: Option<bool>,
+    /// Subscription price.
+    pub subscription_amount_cents: Option<Option<i64>>,
     /// Monthly credits.
     pub monthly_credits: Option<Option<i64>>,
     /// Extra credits.
@@ -287,6 +295,12 @@ pub struct Change {
     pub failed_step: Option<Option<String>>,
     /// Failure counter.
     pub step_failures: Option<i32>,
+    /// Error-restart counter.
+    pub error_restarts: Option<i32>,
+    /// Last error restart.
+    pub last_error_restart_at: Option<Option<DateTime<Utc>>>,
+    /// Top-up armed.
+    pub topup_armed: Option<bool>,
 }
 
 impl Change {
@@ -337,15 +351,54 @@ pub async fn update(
     set!("subscription_status", change.subscription_status);
     set!("subscription_period_end", change.subscription_period_end);
     set!("cancel_at_period_end", change.cancel_at_period_end);
+    set!(
+        "subscription_amount_cents",
+        change.subscription_amount_cents
+    );
     set!("monthly_credits", change.monthly_credits);
     set!("extra_credits", change.extra_credits);
     set!("last_error", change.last_error);
     set!("failed_step", change.failed_step);
     set!("step_failures", change.step_failures);
+    set!("error_restarts", change.error_restarts);
+    set!("last_error_restart_at", change.last_error_restart_at);
+    set!("topup_armed", change.topup_armed);
     q.push(" WHERE id = ").push_bind(id);
     q.push(" AND version = ").push_bind(version);
     q.push(" RETURNING ").push(COLUMNS);
     Ok(q.build_query_as::<Instance>().fetch_optional(conn).await?)
+}
+
+/// Deployed instances whose subscription needs the renewal sweep: expired, ending within
+/// `horizon`, or with a pending cancellation (to undo or keep, depending on the customer).
+///
+/// # Errors
+/// Database errors.
+pub async fn renewal_candidates(
+    conn: impl PgExecutor<'_>,
+    horizon: DateTime<Utc>,
+) -> Result<Vec<Instance>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM instances
+         WHERE wiro_guid IS NOT NULL AND state NOT IN ('failed', 'pending', 'deploying')
+           AND (subscription_status = 'expired' OR cancel_at_period_end OR subscription_period_end <= $1)
+         ORDER BY subscription_period_end NULLS FIRST, id"
+    );
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(horizon)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Every deployed instance (for sweeps), oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn deployed(conn: impl PgExecutor<'_>) -> Result<Vec<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE wiro_guid IS NOT NULL ORDER BY id");
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Records the Wiro guid of a fresh deploy and moves to `configuring` — only if no guid is

@@ -23,7 +23,9 @@ pub async fn provision_instance(
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id);
-    drive(job, &ctx).instrument(span).await
+    super::measured(&ctx.pool, PROVISION_QUEUE, &task_id, drive(job, &ctx))
+        .instrument(span)
+        .await
 }
 
 async fn drive(job: ProvisionInstance, ctx: &JobContext) -> Result<(), BoxDynError> {

@@ -25,6 +25,7 @@ pub fn observed(agent: &UserAgent) -> Change {
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.0, 0)),
         );
         change.cancel_at_period_end = Some(sub.cancelatperiodend.unwrap_or(false));
+        change.subscription_amount_cents = Some(Some((sub.amount * 100.0).round() as i64));
     }
     if let Some(monthly) = agent.monthly_credits() {
         change.monthly_credits = Some(Some(monthly));

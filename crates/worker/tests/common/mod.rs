@@ -229,3 +229,58 @@ pub async fn assert_ledgers_match(h: &Harness) {
     theirs.sort();
     assert_eq!(ours, theirs, "our ledger differs from the simulator's");
 }
+
+/// A context sharing the harness's key, with `tweak` applied to its settings.
+pub fn context_with(h: &Harness, name: &str, tweak: impl FnOnce(&mut Settings)) -> JobContext {
+    let mut settings = (*h.ctx.settings).clone();
+    tweak(&mut settings);
+    settings.validate().unwrap();
+    context(&h.pool, settings, name)
+}
+
+/// Orders and waits for Running; returns the instance.
+pub async fn running_order(
+    h: &Harness,
+    external: &str,
+    slug: &str,
+    plan: Plan,
+    config: PendingConfig,
+) -> Instance {
+    let customer = customer(h, external).await;
+    let template = template(h, slug, plan).await;
+    let order = Order {
+        plan,
+        title: format!("{external} {slug}"),
+        config,
+    };
+    let instance = orders::place_order(
+        &h.pool,
+        &h.ctx.sealer,
+        customer,
+        &order,
+        &template,
+        Actor {
+            name: "test",
+            request_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    wait_for(
+        &h.pool,
+        instance.id,
+        &[InstanceState::Running],
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Ledger rows of a kind in the simulator.
+pub fn sim_charges(h: &Harness, kind: &str) -> usize {
+    h.sim
+        .sim()
+        .ledger()
+        .iter()
+        .filter(|c| c.kind == kind)
+        .count()
+}

@@ -1,0 +1,135 @@
+//! Scheduled sweeps. Each selects its work by state ("everything due"), not by tick, so a
+//! missed tick costs nothing and a duplicate one finds nothing left to do.
+
+pub mod customer_status;
+pub mod reconcile;
+pub mod renewals;
+pub mod topups;
+
+use std::collections::HashMap;
+
+use domain::db::customers;
+use domain::db::instances::{self, Change, Instance};
+use domain::ids::CustomerId;
+use domain::jobs::{self, SweepKind};
+use domain::model::{CustomerStatus, InstanceState};
+use tokio::sync::Mutex;
+
+use crate::context::JobContext;
+
+/// Runs one sweep.
+///
+/// # Errors
+/// Infrastructure failures; per-instance upstream failures are logged and left for the next
+/// sweep.
+pub async fn run(ctx: &JobContext, kind: SweepKind) -> anyhow::Result<()> {
+    match kind {
+        SweepKind::Reconcile => reconcile::run(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "reconciled")),
+        SweepKind::Renewals => renewals::run(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "renewals swept")),
+        SweepKind::Topups => topups::run(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "top-ups swept")),
+    }
+}
+
+/// Customer statuses, looked up once per sweep.
+#[derive(Debug)]
+pub(crate) struct Statuses {
+    pool: sqlx::PgPool,
+    cache: Mutex<HashMap<CustomerId, CustomerStatus>>,
+}
+
+impl Statuses {
+    pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
+        Self {
+            pool: pool.clone(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) async fn get(&self, id: CustomerId) -> anyhow::Result<CustomerStatus> {
+        if let Some(status) = self.cache.lock().await.get(&id) {
+            return Ok(*status);
+        }
+        let status = customers::get(&self.pool, id)
+            .await?
+            .map_or(CustomerStatus::Closed, |c| c.status);
+        self.cache.lock().await.insert(id, status);
+        Ok(status)
+    }
+}
+
+/// Applies `change` (fenced on the version) and enqueues the provisioning job in one
+/// transaction; false when someone changed the instance first.
+pub(crate) async fn change_and_provision(
+    ctx: &JobContext,
+    instance: &Instance,
+    change: Change,
+) -> anyhow::Result<bool> {
+    let mut tx = ctx.pool.begin().await?;
+    if instances::update(&mut *tx, instance.id, instance.version, change)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    jobs::enqueue_provision(&mut tx, &[instance.id]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Hands the agent to the provisioning job to start it again.
+pub(crate) async fn restart(
+    ctx: &JobContext,
+    instance: &Instance,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    tracing::info!(instance = %instance.id, reason, "restarting agent");
+    let change = Change {
+        state: Some(InstanceState::Starting),
+        ..Change::default()
+    };
+    change_and_provision(ctx, instance, change).await
+}
+
+/// Hands the agent to the provisioning job to stop it.
+pub(crate) async fn stop(ctx: &JobContext, instance: &Instance) -> anyhow::Result<bool> {
+    if matches!(
+        instance.state,
+        InstanceState::Stopped | InstanceState::Stopping | InstanceState::Failed
+    ) {
+        return Ok(false);
+    }
+    let change = Change {
+        state: Some(InstanceState::Stopping),
+        ..Change::default()
+    };
+    change_and_provision(ctx, instance, change).await
+}
+
+/// Runs `f` over `items` with the ops concurrency, logging (not propagating) per-item errors.
+pub(crate) async fn for_each<T, F, Fut>(ctx: &JobContext, items: Vec<T>, f: F) -> usize
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use futures::StreamExt;
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    futures::stream::iter(items)
+        .for_each_concurrent(ctx.settings.worker.ops_concurrency, |item| {
+            let fut = f(item);
+            let failures = &failures;
+            async move {
+                if let Err(e) = fut.await {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, "sweep item failed; the next sweep retries it");
+                }
+            }
+        })
+        .await;
+    failures.into_inner()
+}
