@@ -102,6 +102,8 @@ pub struct ApiSettings {
     /// Drain time on SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// HTTP worker threads (0 = one per CPU).
+    pub workers: usize,
 }
 
 /// `[auth]`.
@@ -170,6 +172,8 @@ pub struct WorkerSettings {
     /// Grace on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Address of the worker's /healthz and /metrics ("" = none).
+    pub metrics_listen: String,
 }
 
 /// `[schedules]`.
@@ -392,6 +396,17 @@ impl Settings {
             return bad(
                 "billing.topup_threshold / billing.topup_monthly_cap",
                 "must not be negative".into(),
+            );
+        }
+        if !self.worker.metrics_listen.is_empty()
+            && self.worker.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            return bad(
+                "worker.metrics_listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9091 (or empty)",
+                    self.worker.metrics_listen
+                ),
             );
         }
         if !["auto", "human", "json"].contains(&self.log.format.as_str()) {

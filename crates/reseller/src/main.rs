@@ -1,17 +1,22 @@
 //! `reseller`: one binary for the whole service.
 
+mod provision;
 mod runtime;
+mod serve;
+mod status;
 mod telemetry;
-
-use std::sync::Arc;
+mod up;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use domain::Settings;
 
-/// wiro-reseller: resell hosted Wiro AI agents to your customers.
+/// wiro-reseller: give each of your customers their own hosted AI agent on Wiro.
+///
+/// Configuration comes from config/default.toml (compiled in), the file named by
+/// RESELLER_CONFIG, RESELLER_<SECTION>__<KEY> variables, and DATABASE_URL, WIRO_BASE_URL,
+/// WIRO_API_KEY, WIRO_API_SECRET, WIRO_TEAM_GUID, LOG_FORMAT, RUST_LOG.
 #[derive(Parser)]
-#[command(name = "reseller", version, about, long_about = None)]
+#[command(name = "reseller", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,54 +24,92 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run background workers (provisioning, renewals, top-ups, reconciliation). Several may
-    /// share one database.
+    /// Everything in one process for a laptop or a demo: local database, migrations, API,
+    /// worker and schedules, and the simulator when no WIRO_API_KEY is set. Prints the URLs,
+    /// a customer token, an ops token and a curl line to try.
+    Up(up::UpArgs),
+    /// Serve the REST API (production; run several behind a load balancer).
+    Api,
+    /// Run background workers: provisioning, renewals, top-ups, reconciliation (production; run
+    /// several — each tick of the schedules makes one sweep).
     Worker,
-    /// Apply database migrations (ours and the job queue's), then exit.
-    Migrate,
     /// Run the Wiro simulator as its own process.
     Sim(wiro_sim::cli::SimArgs),
+    /// Apply the database migrations (ours and the job queue's), then exit.
+    Migrate,
+    /// Print a JWT (HS256, configured secret) for a customer, or for ops with --role ops.
+    Token {
+        /// The customer's external id (or the ops user's name).
+        #[arg(long)]
+        sub: String,
+        /// `ops` for the ops role.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Bulk-order agents from a CSV file through the API (resumable: a second run orders nothing
+    /// twice).
+    Provision(provision::ProvisionArgs),
+    /// Print agents by state, failed jobs, open alerts and the wallet forecast.
+    Status {
+        /// Forecast look-ahead in days.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Sim(args) => {
-                telemetry::init("auto", "wiro_sim=info");
-                wiro_sim::cli::run(args).await
-            }
-            Command::Migrate => {
-                let settings = load()?;
-                let pool = runtime::pool(&settings, 2).await?;
-                domain::migrate(&pool).await?;
-                println!("migrations applied");
-                Ok(())
-            }
-            Command::Worker => run_worker(load()?).await,
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(dispatch(cli.command)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
-    })
+    }
 }
 
-fn load() -> anyhow::Result<Settings> {
-    let settings = Settings::load()?;
-    telemetry::init(&settings.log.format, &settings.log.level);
-    Ok(settings)
-}
-
-async fn run_worker(settings: Settings) -> anyhow::Result<()> {
-    // Room for the job slots, the NOTIFY listener and heartbeats.
-    let size =
-        settings.database.worker_max_connections + settings.worker.provision_concurrency as u32 + 4;
-    let pool = runtime::pool(&settings, size).await?;
-    runtime::require_migrated(&pool).await?;
-    let ctx = worker::JobContext {
-        pool,
-        wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
-        sealer: runtime::sealer(&settings)?,
-        worker_name: Arc::from(worker::unique_worker_name(&settings.worker.name)),
-        settings: Arc::new(settings),
-    };
-    worker::runner::run(ctx, runtime::shutdown_signal()).await
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Api => serve::api_only(runtime::load()?).await,
+        Command::Worker => serve::worker_only(runtime::load()?).await,
+        Command::Sim(args) => {
+            telemetry::init("auto", "wiro_sim=info");
+            wiro_sim::cli::run(args).await
+        }
+        Command::Migrate => {
+            let settings = runtime::load()?;
+            let pool = runtime::pool(&settings, 2).await?;
+            domain::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Token { sub, role } => {
+            let settings = domain::Settings::load()?;
+            if let Some(role) = &role
+                && role != "ops"
+            {
+                anyhow::bail!("--role must be ops (or absent for a customer token)");
+            }
+            println!("{}", api::auth::mint(&settings, &sub, role.as_deref())?);
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", api::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Provision(args) => {
+            let settings = domain::Settings::load()?;
+            provision::run(args, &settings).await
+        }
+        Command::Status { days } => {
+            let settings = domain::Settings::load()?;
+            status::run(&settings, days).await
+        }
+    }
 }

@@ -1,18 +1,30 @@
-//! What every long-running subcommand shares: settings, pools, the sealer, signals.
+//! What the subcommands share: settings, pools, the local database, the API and worker
+//! contexts, signals.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use domain::Settings;
 use domain::sealed::Sealer;
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgPool};
 
-/// A pool on `settings.database.url` with `size` connections.
+/// Loads settings and starts logging.
 ///
 /// # Errors
-/// When the database cannot be reached within 10 s.
+/// A bad setting (the message names the key).
+pub fn load() -> anyhow::Result<Settings> {
+    let settings = Settings::load()?;
+    crate::telemetry::init(&settings.log.format, &settings.log.level);
+    Ok(settings)
+}
+
+/// A pool on `database.url` with `size` connections.
+///
+/// # Errors
+/// When the database cannot be reached.
 pub async fn pool(settings: &Settings, size: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(size)
@@ -20,6 +32,36 @@ pub async fn pool(settings: &Settings, size: u32) -> anyhow::Result<PgPool> {
         .connect(settings.database.url.expose_secret())
         .await
         .context("cannot connect to the database (database.url / DATABASE_URL)")
+}
+
+/// Creates the database named in `database.url` when it does not exist (the local default).
+///
+/// # Errors
+/// When the server cannot be reached or the database cannot be created.
+pub async fn ensure_database(settings: &Settings) -> anyhow::Result<()> {
+    let url = url::Url::parse(settings.database.url.expose_secret())
+        .context("database.url is not a URL")?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("database.url must name a database of letters, digits and _ (got {name:?})");
+    }
+    let mut admin_url = url.clone();
+    admin_url.set_path("/postgres");
+    let mut admin = sqlx::PgConnection::connect(admin_url.as_str())
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {}:{} (is it running? scripts/ensure-postgres starts one)", url.host_str().unwrap_or("?"), url.port().unwrap_or(5432)))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await?;
+        eprintln!("created database {name}");
+    }
+    Ok(())
 }
 
 /// Fails unless every migration of ours is applied.
@@ -43,7 +85,7 @@ pub async fn require_migrated(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sealer for credentials at rest; the key is required outside `up`.
+/// The sealer for credentials at rest; the key is required.
 ///
 /// # Errors
 /// When `security.credentials_key` is empty or invalid.
@@ -56,6 +98,42 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Sealer> {
         );
     }
     Ok(Sealer::from_base64(key)?)
+}
+
+/// A job context (API and worker both use one) with upstream metrics.
+///
+/// # Errors
+/// A bad Wiro setting or a missing credentials key.
+pub fn job_context(
+    settings: &Arc<Settings>,
+    pool: &PgPool,
+    name: String,
+) -> anyhow::Result<worker::JobContext> {
+    let mut config = settings.wiro_client_config()?;
+    config.observer = Some(Arc::new(domain::metrics::UpstreamObserver));
+    Ok(worker::JobContext {
+        pool: pool.clone(),
+        wiro: wiro_client::Client::new(config)?,
+        sealer: sealer(settings)?,
+        settings: settings.clone(),
+        worker_name: Arc::from(name),
+    })
+}
+
+/// The API's state.
+///
+/// # Errors
+/// A bad auth key or Wiro setting.
+pub fn api_state(settings: &Arc<Settings>, pool: &PgPool) -> anyhow::Result<api::AppState> {
+    Ok(api::AppState {
+        pool: pool.clone(),
+        jobs: job_context(settings, pool, format!("api-{}", std::process::id()))?,
+        jwt: api::auth::JwtVerifier::new(settings)?,
+        catalog: Arc::new(api::catalog::CatalogCache::new(
+            settings.api.catalog_cache_ttl,
+        )),
+        settings: settings.clone(),
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -74,4 +152,19 @@ pub async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutdown signal received");
+}
+
+/// A process-wide shutdown broadcast: one signal, every component told.
+pub fn shutdown_channel() -> (
+    tokio::sync::watch::Sender<bool>,
+    impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let make = move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+    };
+    (tx, make)
 }

@@ -7,7 +7,14 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `format` is `auto`, `human` or `json`.
 pub fn init(format: &str, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // sqlx reports every migration notice at info; keep it to warnings unless asked.
+    let directives = if level.contains("sqlx") {
+        level.to_owned()
+    } else {
+        format!("{level},sqlx=warn")
+    };
+    let filter =
+        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = match format {
         "json" => true,
         "human" => false,

@@ -2,7 +2,11 @@
 //! Deploy but before it could record it, one frozen (SIGSTOP) past its heartbeat so a second
 //! worker takes the job over while the first is still holding the call.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::Guard;
 use std::time::Duration;
 
 use domain::db::{audit, instances, ledger, operations};
@@ -41,26 +45,29 @@ async fn setup(pool: PgPool) -> Setup {
     }
 }
 
-fn spawn_worker(s: &Setup, name: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_reseller"))
-        .arg("worker")
-        .env("DATABASE_URL", &s.database_url)
-        .env("WIRO_BASE_URL", s.sim.base_url())
-        .env("WIRO_API_KEY", KEY)
-        .env("RESELLER_SECURITY__CREDENTIALS_KEY", &s.credentials_key)
-        .env("RESELLER_WORKER__NAME", name)
-        .env("RESELLER_WORKER__HEARTBEAT_INTERVAL", "500ms")
-        .env("RESELLER_WORKER__MISSED_HEARTBEATS", "2")
-        .env("RESELLER_WORKER__POLL_INTERVAL", "100ms")
-        .env("RESELLER_WIRO__TIMEOUT", "2s")
-        .env("RESELLER_PROVISIONING__DEPLOY_LEASE", "4s")
-        .env("RESELLER_PROVISIONING__BACKOFF_BASE", "100ms")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the reseller binary runs")
+fn spawn_worker(s: &Setup, name: &str) -> Guard {
+    Guard(
+        Command::new(env!("CARGO_BIN_EXE_reseller"))
+            .arg("worker")
+            .env("DATABASE_URL", &s.database_url)
+            .env("WIRO_BASE_URL", s.sim.base_url())
+            .env("WIRO_API_KEY", KEY)
+            .env("RESELLER_SECURITY__CREDENTIALS_KEY", &s.credentials_key)
+            .env("RESELLER_WORKER__NAME", name)
+            .env("RESELLER_WORKER__METRICS_LISTEN", "")
+            .env("RESELLER_WORKER__HEARTBEAT_INTERVAL", "500ms")
+            .env("RESELLER_WORKER__MISSED_HEARTBEATS", "2")
+            .env("RESELLER_WORKER__POLL_INTERVAL", "100ms")
+            .env("RESELLER_WIRO__TIMEOUT", "2s")
+            .env("RESELLER_PROVISIONING__DEPLOY_LEASE", "4s")
+            .env("RESELLER_PROVISIONING__BACKOFF_BASE", "100ms")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the reseller binary runs"),
+    )
 }
 
 async fn place(s: &Setup) -> domain::ids::InstanceId {
@@ -175,8 +182,8 @@ async fn a_worker_killed_between_deploy_and_its_record_is_not_deployed_twice(poo
         async || !s.sim.sim().instances().is_empty(),
     )
     .await;
-    first.kill().unwrap(); // SIGKILL: no chance to record anything
-    first.wait().unwrap();
+    first.0.kill().unwrap(); // SIGKILL: no chance to record anything
+    first.0.wait().unwrap();
     let op = operations::for_instance(&s.pool, id).await.unwrap();
     assert_eq!(
         op[0].state,
@@ -209,10 +216,10 @@ async fn a_worker_killed_between_deploy_and_its_record_is_not_deployed_twice(poo
 
     // SIGTERM: the worker drains and exits cleanly.
     Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &second.0.id().to_string()])
         .status()
         .unwrap();
-    let status = second.wait().unwrap();
+    let status = second.0.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
@@ -231,7 +238,7 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
         })
         .unwrap();
     let id = place(&s).await;
-    let mut first = spawn_worker(&s, "frozen-worker");
+    let first = spawn_worker(&s, "frozen-worker");
     until(
         "Wiro to apply the Deploy",
         Duration::from_secs(30),
@@ -240,10 +247,10 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
     .await;
     // Freeze it mid-call: its heartbeat stops, its job is re-enqueued, another worker runs it.
     Command::new("kill")
-        .args(["-STOP", &first.id().to_string()])
+        .args(["-STOP", &first.0.id().to_string()])
         .status()
         .unwrap();
-    let mut second = spawn_worker(&s, "replacement-worker");
+    let second = spawn_worker(&s, "replacement-worker");
     until("the order to run", Duration::from_secs(60), async || {
         running(&s, id).await
     })
@@ -257,7 +264,7 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
 
     // Thaw the first worker: its late answer must be fenced out, not recorded again.
     Command::new("kill")
-        .args(["-CONT", &first.id().to_string()])
+        .args(["-CONT", &first.0.id().to_string()])
         .status()
         .unwrap();
     until(
@@ -268,8 +275,5 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
     .await;
     assert!(running(&s, id).await);
     assert_exactly_once(&s, id).await;
-    for child in [&mut first, &mut second] {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    drop((first, second)); // killed by their guards
 }

@@ -63,6 +63,8 @@ async fn main() -> anyhow::Result<()> {
     settings.wiro.api_key = SecretString::from("bench-key".to_owned());
     settings.worker.provision_concurrency = concurrency;
     settings.worker.poll_interval = Duration::from_millis(100);
+    // No background sweeps during the measurement.
+    settings.schedules.enabled = false;
     let key = Sealer::generate_key();
     let sealer = Sealer::from_base64(&key)?;
     let ctx = worker::JobContext {

@@ -1,0 +1,148 @@
+//! `reseller up`: everything in one process for a laptop or a demo — the local database
+//! (created when missing), migrations, the API, the worker with its schedules, and, without a
+//! Wiro key, the simulator embedded with the default catalog and a funded demo account.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use domain::Settings;
+use domain::sealed::Sealer;
+use secrecy::{ExposeSecret, SecretString};
+use wiro_sim::{SimConfig, SimServer};
+
+use crate::{runtime, serve};
+
+/// The demo account of the embedded simulator.
+const DEMO_KEY: &str = "demo-key";
+/// Where `up` keeps a generated credentials key, so a restart can still open sealed values.
+const DEV_KEY_FILE: &str = ".reseller/credentials.key";
+
+/// Flags of `up`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the embedded simulator listens (when no WIRO_API_KEY is set).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub sim_listen: SocketAddr,
+    /// Wallet of the simulator's demo account, in dollars.
+    #[arg(long, default_value_t = 1000.0)]
+    pub sim_wallet: f64,
+}
+
+fn dev_credentials_key() -> anyhow::Result<String> {
+    let path = Path::new(DEV_KEY_FILE);
+    if let Ok(key) = std::fs::read_to_string(path)
+        && Sealer::from_base64(key.trim()).is_ok()
+    {
+        return Ok(key.trim().to_owned());
+    }
+    let key = Sealer::generate_key();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, &key).with_context(|| format!("writing {DEV_KEY_FILE}"))?;
+    eprintln!(
+        "generated a development credentials key in {DEV_KEY_FILE} (set RESELLER_SECURITY__CREDENTIALS_KEY in production)"
+    );
+    Ok(key)
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+///
+/// # Errors
+/// Start-up failures, each naming what to fix.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let mut settings: Settings = runtime::load()?;
+    settings.api.listen = args.listen;
+    if std::env::var_os("DATABASE_URL").is_none() {
+        runtime::ensure_database(&settings).await?;
+    }
+    let sim = if settings.wiro_configured() {
+        None
+    } else {
+        let mut config = SimConfig::with_account(DEMO_KEY, args.sim_wallet);
+        config.delays = wiro_sim::Delays::default().with_start_delay_ms(1000);
+        let sim = SimServer::start(config, args.sim_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot start the embedded simulator on {} (--sim-listen)",
+                    args.sim_listen
+                )
+            })?;
+        settings.wiro.base_url = sim.base_url();
+        settings.wiro.api_key = SecretString::from(DEMO_KEY.to_owned());
+        Some(sim)
+    };
+    if settings.security.credentials_key.expose_secret().is_empty() {
+        settings.security.credentials_key = SecretString::from(dev_credentials_key()?);
+    }
+    settings.validate()?;
+    let settings = Arc::new(settings);
+
+    let pool = runtime::pool(
+        &settings,
+        settings.database.api_max_connections + serve::worker_pool_size(&settings),
+    )
+    .await?;
+    domain::migrate(&pool).await?;
+    let (app, addr) = serve::start_api(&settings, &pool)?;
+    let api = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    let (stop, stopped) = runtime::shutdown_channel();
+    let ctx = runtime::job_context(
+        &settings,
+        &pool,
+        worker::unique_worker_name(&settings.worker.name),
+    )?;
+    let worker = tokio::spawn(worker::runner::run(ctx, stopped()));
+
+    banner(&settings, addr, sim.as_ref())?;
+    runtime::shutdown_signal().await;
+    api.stop(true).await;
+    let _ = stop.send(true);
+    server.await??;
+    worker.await??;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    println!("wiro-reseller stopped");
+    Ok(())
+}
+
+fn banner(settings: &Settings, addr: SocketAddr, sim: Option<&SimServer>) -> anyhow::Result<()> {
+    let customer = api::auth::mint(settings, "demo-customer", None)?;
+    let ops = api::auth::mint(settings, "demo-ops", Some("ops"))?;
+    let base = format!("http://{addr}");
+    println!("wiro-reseller is up");
+    println!("  API:        {base}");
+    println!("  Docs:       {base}/docs/");
+    println!("  Metrics:    {base}/metrics");
+    match sim {
+        Some(sim) => println!(
+            "  Wiro:       {} (embedded simulator, key {DEMO_KEY}; admin at {})",
+            sim.base_url(),
+            sim.admin_url()
+        ),
+        None => println!("  Wiro:       {}", settings.wiro.base_url),
+    }
+    println!();
+    println!("Tokens (valid {}s):", settings.auth.token_ttl.as_secs());
+    println!("  export CUSTOMER_TOKEN={customer}");
+    println!("  export OPS_TOKEN={ops}");
+    println!();
+    println!("Try:");
+    println!("  curl -s {base}/v1/catalog -H \"Authorization: Bearer $CUSTOMER_TOKEN\"");
+    println!(
+        "  curl -s -X POST {base}/v1/agents -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'content-type: application/json' \\\n       -d '{{\"template\":\"instagram-manager\",\"plan\":\"starter\",\"title\":\"My bot\",\"credentials\":{{\"instagram\":{{\"authMethod\":\"wiro\"}}}}}}'"
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `reseller up` as a new user runs it: ready, the printed token orders an agent and chats
+//! with it, `reseller provision` bulk-orders from a CSV (twice, ordering once), and SIGTERM
+//! stops everything cleanly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("reseller-up-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reseller"));
+    command
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sim-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(&dir)
+        .env("DATABASE_URL", database_url(&pool))
+        .env("RUST_LOG", "warn")
+        .env("RESELLER_SCHEDULES__ENABLED", "false")
+        .env_remove("WIRO_API_KEY")
+        .env_remove("RESELLER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let mut up = Guard(command.spawn().unwrap());
+    let out = lines(up.0.stdout.take().unwrap());
+    let customer = line_starting(&out, "export CUSTOMER_TOKEN=", Duration::from_secs(60))
+        .replace("export CUSTOMER_TOKEN=", "");
+    let ops = line_starting(&out, "export OPS_TOKEN=", Duration::from_secs(5))
+        .replace("export OPS_TOKEN=", "");
+    wait_ok(&format!("{base}/readyz"), Duration::from_secs(30)).await;
+
+    let http = reqwest::Client::new();
+    let order: Value = http
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(&customer)
+        .json(
+            &json!({"template": "instagram-manager", "plan": "starter", "title": "Up bot",
+                      "credentials": {"instagram": {"authMethod": "wiro"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().expect("an order id").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let agent: Value = http
+            .get(format!("{base}/v1/agents/{id}"))
+            .bearer_auth(&customer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if agent["state"] == "running" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ran: {agent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sent: Value = http
+        .post(format!("{base}/v1/agents/{id}/messages"))
+        .bearer_auth(&customer)
+        .json(&json!({"message": "hello from up"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reply: Value = http
+        .get(format!(
+            "{base}/v1/agents/{id}/messages/{}?wait=15",
+            sent["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "agent_end", "{reply}");
+    assert!(
+        reply["response"]
+            .as_str()
+            .unwrap()
+            .contains("hello from up")
+    );
+
+    // Bulk orders from a CSV through this API, twice: the second run orders nothing.
+    let csv = dir.join("customers.csv");
+    let mut text = String::from("customer,template,plan,title,credentials\n");
+    for i in 0..5 {
+        text.push_str(&format!("csv-{i},instagram-manager,starter,CSV {i},\"{{\"\"instagram\"\":{{\"\"authMethod\"\":\"\"wiro\"\"}}}}\"\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    for run in ["submitted", "already submitted"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_reseller"))
+            .args([
+                "provision",
+                "--file",
+                csv.to_str().unwrap(),
+                "--api",
+                &base,
+                "--token",
+                &ops,
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("batch 1 of 5 orders {run}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("settled 5/5 (0 failed)"),
+            "plain progress lines off a terminal: {stdout}"
+        );
+    }
+    let agents: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(agents, 6, "one from the API, five from the CSV, none twice");
+
+    let status = terminate(&mut up.0);
+    assert!(status.success(), "up exits 0 on SIGTERM, got {status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
