@@ -122,3 +122,28 @@ async fn a_failed_request_frees_its_key_for_a_corrected_retry(pool: PgPool) {
         .await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_key_left_in_progress_by_a_dead_process_is_released_after_a_while(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let token = app.customer_token("idem-dead");
+    let order =
+        json!({"template": "instagram-manager", "plan": "starter", "title": "After a crash"});
+    // A request that claimed the key and died with its process: no answer, long ago.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (caller, key, request_hash, created_at, expires_at)
+         VALUES ('customer:idem-dead', 'dead-1', '\\x00', now() - interval '10 minutes', now() + interval '1 day')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let key = [("idempotency-key", "dead-1")];
+    let answer = app
+        .request(Method::POST, "/v1/agents", Some(&token), Some(&order), &key)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+    let replay = app
+        .request(Method::POST, "/v1/agents", Some(&token), Some(&order), &key)
+        .await;
+    assert_eq!(replay.body["id"], answer.body["id"]);
+}

@@ -19,7 +19,11 @@ use crate::state::AppState;
 pub const HEADER: &str = "idempotency-key";
 
 /// A stored key: request hash, answer status and body (both absent while running), expired.
-type StoredKey = (Vec<u8>, Option<i16>, Option<serde_json::Value>, bool);
+type StoredKey = (Vec<u8>, Option<i16>, Option<serde_json::Value>, bool, bool);
+
+/// A claim still without an answer after this long belongs to a request that died with its
+/// process (no request runs nearly this long); it is released so the caller can retry.
+const ABANDONED_AFTER_SECS: f64 = 300.0;
 
 /// Runs `handler` at most once per (caller, key).
 ///
@@ -79,21 +83,28 @@ where
             return run_claimed(state, caller, &key, handler).await;
         }
         let existing: Option<StoredKey> = sqlx::query_as(
-            "SELECT request_hash, status, response, expires_at < now() FROM idempotency_keys WHERE caller = $1 AND key = $2",
+            "SELECT request_hash, status, response, expires_at < now(),
+                    status IS NULL AND created_at < now() - $3 * interval '1 second'
+             FROM idempotency_keys WHERE caller = $1 AND key = $2",
         )
         .bind(caller)
         .bind(&key)
+        .bind(ABANDONED_AFTER_SECS)
         .fetch_optional(&state.pool)
         .await?;
-        let Some((stored_hash, status, response, expired)) = existing else {
+        let Some((stored_hash, status, response, expired, abandoned)) = existing else {
             continue; // deleted meanwhile: try to claim again
         };
-        if expired {
-            sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND expires_at < now()")
-                .bind(caller)
-                .bind(&key)
-                .execute(&state.pool)
-                .await?;
+        if expired || abandoned {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2
+                   AND (expires_at < now() OR (status IS NULL AND created_at < now() - $3 * interval '1 second'))",
+            )
+            .bind(caller)
+            .bind(&key)
+            .bind(ABANDONED_AFTER_SECS)
+            .execute(&state.pool)
+            .await?;
             continue;
         }
         if stored_hash != hash {

@@ -45,6 +45,12 @@ fn dev_credentials_key() -> anyhow::Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(path, &key).with_context(|| format!("writing {DEV_KEY_FILE}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {DEV_KEY_FILE} to its owner"))?;
+    }
     eprintln!(
         "generated a development credentials key in {DEV_KEY_FILE} (set RESELLER_SECURITY__CREDENTIALS_KEY in production)"
     );

@@ -435,3 +435,28 @@ async fn bulk_orders_with_five_percent_faults_end_with_one_instance_each(pool: P
         500
     );
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_order_of_a_customer_suspended_meanwhile_is_deployed_but_never_started(pool: PgPool) {
+    let h = harness(pool).await;
+    let instance = order(&h, "cust-late", "instagram-manager", instagram()).await;
+    domain::db::customers::set_status(
+        &h.pool,
+        instance.customer_id,
+        domain::model::CustomerStatus::Suspended,
+    )
+    .await
+    .unwrap();
+    drive(&h.ctx, instance.id).await;
+    let done = instances::get(&h.pool, instance.id).await.unwrap().unwrap();
+    assert_eq!(done.state, InstanceState::Stopped);
+    assert!(
+        done.wiro_guid.is_some(),
+        "the paid order is deployed and kept"
+    );
+    assert_eq!(
+        h.sim.sim().call_counts().get("UserAgent/Start"),
+        None,
+        "never started"
+    );
+}

@@ -23,6 +23,14 @@ pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result
         transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
         return Ok(Step::Continue);
     };
+    // A suspended or closed customer's agent is never started, whatever was ordered.
+    let customer_active = domain::db::customers::get(&ctx.pool, instance.customer_id)
+        .await?
+        .is_some_and(|c| c.status == domain::model::CustomerStatus::Active);
+    if instance.state == InstanceState::Starting && !customer_active {
+        transition(ctx, instance, Change::to(InstanceState::Stopping)).await?;
+        return Ok(Step::Continue);
+    }
     let want_running = instance.state == InstanceState::Starting;
     let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
     let mut poll = FIRST_POLL;
