@@ -19,6 +19,27 @@ pub use error::{Error, Result};
 /// Our migrations (`migrations/` at the workspace root). apalis keeps its own in schema `apalis`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// Versions of our migrations not (successfully) applied to `pool`'s database.
+///
+/// # Errors
+/// When the database cannot be read (a missing history table counts as nothing applied).
+pub async fn pending_migrations(pool: &sqlx::PgPool) -> Result<Vec<i64>> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+    Ok(MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
+
 /// Applies our migrations and apalis's.
 ///
 /// # Errors

@@ -73,6 +73,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
@@ -99,10 +112,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", api::auth::mint(&settings, &sub, role.as_deref())?);
             Ok(())
         }
-        Command::Openapi => {
-            println!("{}", api::openapi().to_pretty_json()?);
-            Ok(())
-        }
+        Command::Openapi => print_stdout(&format!("{}\n", api::openapi().to_pretty_json()?)),
         Command::Provision(args) => {
             let settings = domain::Settings::load()?;
             provision::run(args, &settings).await

@@ -69,16 +69,7 @@ pub async fn ensure_database(settings: &Settings) -> anyhow::Result<()> {
 /// # Errors
 /// A message telling the operator to run `reseller migrate`.
 pub async fn require_migrated(pool: &PgPool) -> anyhow::Result<()> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
-    let missing: Vec<i64> = domain::MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .filter(|v| !applied.contains(v))
-        .collect();
+    let missing = domain::pending_migrations(pool).await?;
     if !missing.is_empty() {
         bail!("the database is missing migrations {missing:?}: run `reseller migrate` first");
     }

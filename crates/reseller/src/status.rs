@@ -1,11 +1,13 @@
 //! `reseller status`: agents by state, failed jobs, open alerts and the wallet forecast, read
 //! from the database.
 
+use std::fmt::Write;
+
 use anyhow::Context;
 
 use crate::runtime;
 
-/// Prints the tables.
+/// Prints the tables (to a closed pipe, e.g. `| head`, quietly stops).
 ///
 /// # Errors
 /// When the database cannot be read.
@@ -13,13 +15,14 @@ pub async fn run(settings: &domain::Settings, days: i64) -> anyhow::Result<()> {
     let pool = runtime::pool(settings, 2).await?;
     runtime::require_migrated(&pool).await?;
     let by_state = domain::db::instances::count_by_state(&pool).await?;
-    println!("{:<24} {:>8}", "AGENT STATE", "COUNT");
+    let mut out = String::new();
+    writeln!(out, "{:<24} {:>8}", "AGENT STATE", "COUNT")?;
     for state in domain::model::InstanceState::ALL {
         let count = by_state
             .iter()
             .find(|(s, _)| s == state.as_str())
             .map_or(0, |(_, c)| *c);
-        println!("{:<24} {count:>8}", state.as_str());
+        writeln!(out, "{:<24} {count:>8}", state.as_str())?;
     }
     let failed: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT job_type, status, count(*) FROM apalis.jobs WHERE status IN ('Failed', 'Killed') GROUP BY 1, 2 ORDER BY 1, 2",
@@ -27,46 +30,50 @@ pub async fn run(settings: &domain::Settings, days: i64) -> anyhow::Result<()> {
     .fetch_all(&pool)
     .await
     .context("reading apalis.jobs (has the worker run its migrations?)")?;
-    println!();
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
         "{:<24} {:<10} {:>8}",
         "FAILED JOBS (QUEUE)", "STATUS", "COUNT"
-    );
+    )?;
     if failed.is_empty() {
-        println!("{:<24} {:<10} {:>8}", "-", "-", 0);
+        writeln!(out, "{:<24} {:<10} {:>8}", "-", "-", 0)?;
     }
     for (queue, status, count) in failed {
-        println!("{queue:<24} {status:<10} {count:>8}");
+        writeln!(out, "{queue:<24} {status:<10} {count:>8}")?;
     }
     let alerts: Vec<(String, i64)> = sqlx::query_as(
         "SELECT kind, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1",
     )
     .fetch_all(&pool)
     .await?;
-    println!();
-    println!("{:<24} {:>8}", "OPEN ALERTS", "COUNT");
+    writeln!(out)?;
+    writeln!(out, "{:<24} {:>8}", "OPEN ALERTS", "COUNT")?;
     if alerts.is_empty() {
-        println!("{:<24} {:>8}", "-", 0);
+        writeln!(out, "{:<24} {:>8}", "-", 0)?;
     }
     for (kind, count) in alerts {
-        println!("{kind:<24} {count:>8}");
+        writeln!(out, "{kind:<24} {count:>8}")?;
     }
     let forecast = domain::forecast::forecast(&pool, days, None).await?;
-    println!();
-    println!("WALLET FORECAST, NEXT {days} DAYS");
-    println!(
+    writeln!(out)?;
+    writeln!(out, "WALLET FORECAST, NEXT {days} DAYS")?;
+    writeln!(
+        out,
         "  renewals due      {:>6}   ${:>10.2}",
         forecast.renewals.len(),
         forecast.renewals_cents as f64 / 100.0
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  parked (expired)  {:>6}   ${:>10.2}",
         forecast.parked.len(),
         forecast.parked_cents as f64 / 100.0
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  wallet must hold           ${:>10.2}",
         forecast.total_cents as f64 / 100.0
-    );
-    Ok(())
+    )?;
+    crate::print_stdout(&out)
 }

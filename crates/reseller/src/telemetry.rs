@@ -18,11 +18,13 @@ pub fn init(format: &str, level: &str) {
     let json = match format {
         "json" => true,
         "human" => false,
-        _ => !std::io::stdout().is_terminal(),
+        _ => !std::io::stderr().is_terminal(),
     };
+    // Logs go to stderr: stdout carries what commands print (the `up` banner, a bare token).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let result = if json {
         builder
             .json()

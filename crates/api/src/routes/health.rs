@@ -42,23 +42,15 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut checks = BTreeMap::new();
-    let database =
-        sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&state.pool)
-            .await;
-    match database {
-        Ok(applied) => {
+    match domain::pending_migrations(&state.pool).await {
+        Ok(missing) => {
             checks.insert("database".into(), "ok".into());
-            let missing = domain::MIGRATOR
-                .iter()
-                .filter(|m| !applied.contains(&m.version))
-                .count();
             checks.insert(
                 "migrations".into(),
-                if missing == 0 {
+                if missing.is_empty() {
                     "ok".into()
                 } else {
-                    format!("{missing} not applied; run `reseller migrate`")
+                    format!("{} not applied; run `reseller migrate`", missing.len())
                 },
             );
         }
