@@ -69,7 +69,7 @@ async fn a_replayed_message_reaches_the_agent_once_and_a_concurrent_duplicate_ge
             endpoint: "UserAgent/Message/Send".into(),
             mode: FaultMode::Latency,
             status: None,
-            latency_ms: Some(800),
+            latency_ms: Some(1500),
             probability: None,
             count: Some(1),
         })
@@ -80,7 +80,20 @@ async fn a_replayed_message_reaches_the_agent_once_and_a_concurrent_duplicate_ge
     let (first, duplicate) = tokio::join!(
         app.request(Method::POST, &path, Some(&token), Some(&body), &key),
         async {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // Send the duplicate once the first request holds the key (and before it answers:
+            // its upstream Send is slowed by 1.5 s).
+            loop {
+                let claimed: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM idempotency_keys WHERE key = 'msg-1' AND status IS NULL",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                if claimed == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             app.request(Method::POST, &path, Some(&token), Some(&body), &key)
                 .await
         }

@@ -371,7 +371,24 @@ async fn two_workers_ticking_the_schedules_make_one_sweep_per_tick_and_one_renew
     let second = context_with(&h, "scheduler-2", every_second);
     let (stop1, w1) = spawn_worker(&first);
     let (stop2, w2) = spawn_worker(&second);
-    tokio::time::sleep(Duration::from_millis(3500)).await; // let a few ticks pass in both
+    // Let both schedulers tick a few times: wait for three renewal ticks to be enqueued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ticks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'sweeps' AND idempotency_key LIKE 'renewals:%'",
+        )
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+        if ticks >= 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedulers never ticked three times"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = stop1.send(());
     let _ = stop2.send(());
     let _ = w1.await;
