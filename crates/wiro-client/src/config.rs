@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
 use crate::error::ConfigError;
@@ -29,16 +29,6 @@ pub enum Auth {
         /// The project's secret (the start of the signed message).
         api_secret: SecretString,
     },
-}
-
-impl Auth {
-    /// The API key, whatever the method.
-    pub(crate) fn api_key(&self) -> &SecretString {
-        match self {
-            Auth::ApiKey(key) | Auth::Bearer(key) => key,
-            Auth::Signature { api_key, .. } => api_key,
-        }
-    }
 }
 
 impl fmt::Debug for Auth {
@@ -141,13 +131,6 @@ impl ClientConfig {
     pub fn with_team(mut self, team_guid: Option<String>) -> Self {
         self.team_guid = team_guid;
         self
-    }
-
-    /// True when `key` is the configured API key (used by tests and the embedded simulator).
-    pub fn uses_key(&self, key: &str) -> bool {
-        self.auth
-            .as_ref()
-            .is_some_and(|auth| auth.api_key().expose_secret() == key)
     }
 }
 

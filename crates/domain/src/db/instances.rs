@@ -193,18 +193,6 @@ pub async fn get_for_customer(
         .await?)
 }
 
-/// By Wiro guid.
-///
-/// # Errors
-/// Database errors.
-pub async fn by_wiro_guid(conn: impl PgExecutor<'_>, guid: &str) -> Result<Option<Instance>> {
-    let sql = format!("SELECT {COLUMNS} FROM instances WHERE wiro_guid = $1");
-    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
-        .bind(guid)
-        .fetch_optional(conn)
-        .await?)
-}
-
 /// Filters for listing instances.
 #[derive(Clone, Debug, Default)]
 pub struct InstanceFilter {
