@@ -1,11 +1,11 @@
 //! Who may call what: another customer's ids answer 404 on every customer route; a customer
 //! token gets 403 on every ops route; every malformed or wrong JWT gets 401 with a problem body.
 
-use e2e_tests::{TestApp, spawn_app_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use testkit::{TestApp, spawn_app_with};
 
 /// Every customer-scoped route, with `{id}` / `{message_id}` / `{session}` placeholders.
 const CUSTOMER_ROUTES: &[(&str, &str)] = &[
@@ -63,7 +63,7 @@ fn body_for(path: &str) -> Option<Value> {
     }
 }
 
-async fn call(app: &TestApp, method: &str, path: &str, token: &str) -> e2e_tests::Answer {
+async fn call(app: &TestApp, method: &str, path: &str, token: &str) -> testkit::Answer {
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     let body = (method != Method::GET && method != Method::DELETE)
         .then(|| body_for(path))
@@ -76,7 +76,7 @@ async fn call(app: &TestApp, method: &str, path: &str, token: &str) -> e2e_tests
 async fn another_customers_resources_are_indistinguishable_from_missing_ones(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10_000.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10_000.0),
         |_| {},
         true,
     )
@@ -129,7 +129,7 @@ async fn a_customer_token_is_refused_on_every_ops_route_and_an_ops_token_on_cust
 ) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |_| {},
         false,
     )
@@ -161,7 +161,7 @@ fn token(header: &Header, claims: &Value, secret: &[u8]) -> String {
 async fn every_bad_token_gets_401_with_a_problem_body(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |_| {},
         false,
     )
@@ -256,7 +256,7 @@ async fn every_bad_token_gets_401_with_a_problem_body(pool: PgPool) {
 async fn a_suspended_customer_is_refused_with_a_clear_code(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |_| {},
         false,
     )

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use e2e_tests::spawn_app;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
+use testkit::spawn_app;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_customer_orders_an_agent_chats_with_it_sets_credentials_and_stops_it(pool: PgPool) {
@@ -211,9 +211,9 @@ async fn ops_bulk_orders_fifty_agents_and_watches_the_batch_complete(pool: PgPoo
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn billing_actions_charge_once_and_follow_the_operator_policy(pool: PgPool) {
-    let app = e2e_tests::spawn_app_with(
+    let app = testkit::spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 1000.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 1000.0),
         |s| s.billing.allow_cancel = false,
         true,
     )

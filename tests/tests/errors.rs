@@ -1,12 +1,12 @@
 //! Every error is a problem document with a stable code: bad JSON, bad path and query values,
 //! validation (naming the field), oversized bodies, unknown routes, wrong methods.
 
-use e2e_tests::spawn_app_with;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
+use testkit::spawn_app_with;
 
-fn problem(answer: &e2e_tests::Answer, status: StatusCode, code: &str) {
+fn problem(answer: &testkit::Answer, status: StatusCode, code: &str) {
     assert_eq!(answer.status, status, "{:?}", answer.body);
     assert_eq!(answer.content_type(), "application/problem+json");
     assert_eq!(answer.code(), code, "{:?}", answer.body);
@@ -32,7 +32,7 @@ fn problem(answer: &e2e_tests::Answer, status: StatusCode, code: &str) {
 async fn malformed_and_invalid_requests_get_problem_bodies_with_stable_codes(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |s| s.api.body_limit_bytes = 4096,
         false,
     )
@@ -51,7 +51,7 @@ async fn malformed_and_invalid_requests_get_problem_bodies_with_stable_codes(poo
     let headers = raw.headers().clone();
     let body = raw.json().await.unwrap();
     problem(
-        &e2e_tests::Answer {
+        &testkit::Answer {
             status,
             headers,
             body,
@@ -173,7 +173,7 @@ async fn malformed_and_invalid_requests_get_problem_bodies_with_stable_codes(poo
 async fn request_ids_are_echoed_or_generated(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |_| {},
         false,
     )
@@ -210,7 +210,7 @@ async fn request_ids_are_echoed_or_generated(pool: PgPool) {
 async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
     let app = spawn_app_with(
         pool,
-        wiro_sim::SimConfig::with_account(e2e_tests::WIRO_KEY, 10.0),
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         |_| {},
         false,
     )

@@ -1,10 +1,10 @@
 //! Idempotency-Key: replays return the stored answer and do nothing again; another body with
 //! the same key is refused; a duplicate arriving while the first runs gets 409.
 
-use e2e_tests::spawn_app;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
+use testkit::spawn_app;
 use wiro_sim::{FaultMode, FaultSpec};
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]

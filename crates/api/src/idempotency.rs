@@ -12,18 +12,17 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use domain::db::idempotency;
+
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
 
-/// A stored key: request hash, answer status and body (both absent while running), expired.
-type StoredKey = (Vec<u8>, Option<i16>, Option<serde_json::Value>, bool, bool);
-
 /// A claim still without an answer after this long belongs to a request that died with its
 /// process (no request runs nearly this long); it is released so the caller can retry.
-const ABANDONED_AFTER_SECS: f64 = 300.0;
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs `handler` at most once per (caller, key).
 ///
@@ -64,57 +63,28 @@ where
     hasher.update(b"\n");
     hasher.update(serde_json::to_vec(body).map_err(anyhow::Error::from)?);
     let hash = hasher.finalize().to_vec();
-    let ttl_ms = state.settings.api.idempotency_ttl.as_millis() as f64;
 
+    let ttl = state.settings.api.idempotency_ttl;
     for _ in 0..3 {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (caller, key, request_hash, expires_at)
-             VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') ON CONFLICT DO NOTHING",
-        )
-        .bind(caller)
-        .bind(&key)
-        .bind(&hash)
-        .bind(ttl_ms)
-        .execute(&state.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        if claimed {
+        if idempotency::claim(&state.pool, caller, &key, &hash, ttl).await? {
             return run_claimed(state, caller, &key, handler).await;
         }
-        let existing: Option<StoredKey> = sqlx::query_as(
-            "SELECT request_hash, status, response, expires_at < now(),
-                    status IS NULL AND created_at < now() - $3 * interval '1 second'
-             FROM idempotency_keys WHERE caller = $1 AND key = $2",
-        )
-        .bind(caller)
-        .bind(&key)
-        .bind(ABANDONED_AFTER_SECS)
-        .fetch_optional(&state.pool)
-        .await?;
-        let Some((stored_hash, status, response, expired, abandoned)) = existing else {
+        let Some(existing) = idempotency::find(&state.pool, caller, &key, ABANDONED_AFTER).await?
+        else {
             continue; // deleted meanwhile: try to claim again
         };
-        if expired || abandoned {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2
-                   AND (expires_at < now() OR (status IS NULL AND created_at < now() - $3 * interval '1 second'))",
-            )
-            .bind(caller)
-            .bind(&key)
-            .bind(ABANDONED_AFTER_SECS)
-            .execute(&state.pool)
-            .await?;
+        if existing.expired || existing.abandoned {
+            idempotency::release_stale(&state.pool, caller, &key, ABANDONED_AFTER).await?;
             continue;
         }
-        if stored_hash != hash {
+        if existing.request_hash != hash {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
             ));
         }
-        let (Some(status), Some(response)) = (status, response) else {
+        let (Some(status), Some(response)) = (existing.status, existing.response) else {
             return Err(ApiError::conflict(
                 "idempotency_in_progress",
                 "a request with this Idempotency-Key is still being processed",
@@ -143,21 +113,11 @@ where
 {
     match handler().await {
         Ok((status, body)) => {
-            sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE caller = $1 AND key = $2")
-                .bind(caller)
-                .bind(key)
-                .bind(status.as_u16() as i16)
-                .bind(&body)
-                .execute(&state.pool)
-                .await?;
+            idempotency::store_answer(&state.pool, caller, key, status.as_u16(), &body).await?;
             Ok(HttpResponse::build(status).json(body))
         }
         Err(error) => {
-            sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2")
-                .bind(caller)
-                .bind(key)
-                .execute(&state.pool)
-                .await?;
+            idempotency::forget(&state.pool, caller, key).await?;
             Err(error)
         }
     }

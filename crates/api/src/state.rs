@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use domain::Settings;
+use operations::Services;
 use sqlx::PgPool;
-use worker::JobContext;
 
 use crate::auth::JwtVerifier;
 use crate::catalog::CatalogCache;
@@ -14,8 +14,8 @@ use crate::catalog::CatalogCache;
 pub struct AppState {
     /// Database (the API's own pool).
     pub pool: PgPool,
-    /// For upstream calls and the shared billing operations.
-    pub jobs: JobContext,
+    /// Database, Wiro client and sealer for the operations that call Wiro.
+    pub services: Services,
     /// Verifies bearer tokens.
     pub jwt: JwtVerifier,
     /// The upstream catalog, cached briefly.
@@ -27,6 +27,6 @@ pub struct AppState {
 impl AppState {
     /// The Wiro client.
     pub fn wiro(&self) -> &wiro_client::Client {
-        &self.jobs.wiro
+        &self.services.wiro
     }
 }

@@ -99,10 +99,10 @@ pub fn job_context(
     settings: &Arc<Settings>,
     pool: &PgPool,
     name: String,
-) -> anyhow::Result<worker::JobContext> {
+) -> anyhow::Result<operations::Services> {
     let mut config = settings.wiro_client_config()?;
     config.observer = Some(Arc::new(domain::metrics::UpstreamObserver));
-    Ok(worker::JobContext {
+    Ok(operations::Services {
         pool: pool.clone(),
         wiro: wiro_client::Client::new(config)?,
         sealer: sealer(settings)?,
@@ -118,7 +118,7 @@ pub fn job_context(
 pub fn api_state(settings: &Arc<Settings>, pool: &PgPool) -> anyhow::Result<api::AppState> {
     Ok(api::AppState {
         pool: pool.clone(),
-        jobs: job_context(settings, pool, format!("api-{}", std::process::id()))?,
+        services: job_context(settings, pool, format!("api-{}", std::process::id()))?,
         jwt: api::auth::JwtVerifier::new(settings)?,
         catalog: Arc::new(api::catalog::CatalogCache::new(
             settings.api.catalog_cache_ttl,

@@ -2,12 +2,10 @@
 //! Deploy but before it could record it, one frozen (SIGSTOP) past its heartbeat so a second
 //! worker takes the job over while the first is still holding the call.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::Guard;
 use std::time::Duration;
+use testkit::process::Guard;
 
 use domain::db::{audit, instances, ledger, operations};
 use domain::model::{InstanceState, OperationState, Plan};

@@ -2,13 +2,11 @@
 //! process: 200 orders through both APIs end as 200 instances, none twice, and the metrics
 //! each process exposes (valid Prometheus text) add up.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use testkit::process::*;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: PgPool) {
@@ -16,7 +14,8 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
         .await
         .unwrap();
     let sim_port = free_port();
-    let mut sim = Guard(reseller(
+    let mut sim = Guard(spawn(
+        env!("CARGO_BIN_EXE_reseller"),
         &[
             "sim",
             "--listen",
@@ -56,13 +55,15 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
     let metric_ports = [free_port(), free_port()];
     let mut children = Vec::new();
     for port in api_ports {
-        children.push(Guard(reseller(
+        children.push(Guard(spawn(
+            env!("CARGO_BIN_EXE_reseller"),
             &["api"],
             &common_env(vec![("RESELLER_API__LISTEN", format!("127.0.0.1:{port}"))]),
         )));
     }
     for port in metric_ports {
-        children.push(Guard(reseller(
+        children.push(Guard(spawn(
+            env!("CARGO_BIN_EXE_reseller"),
             &["worker"],
             &common_env(vec![(
                 "RESELLER_WORKER__METRICS_LISTEN",

@@ -2,13 +2,11 @@
 //! with it, `reseller provision` bulk-orders from a CSV (twice, ordering once), and SIGTERM
 //! stops everything cleanly.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use testkit::process::*;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(pool: PgPool) {

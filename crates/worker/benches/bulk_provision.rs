@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     settings.schedules.enabled = false;
     let key = Sealer::generate_key();
     let sealer = Sealer::from_base64(&key)?;
-    let ctx = worker::JobContext {
+    let ctx = operations::Services {
         pool: pool.clone(),
         wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
         sealer: sealer.clone(),

@@ -1,11 +1,9 @@
 //! wiro-reseller's background work on apalis + Postgres. Each job is idempotent and safe to run
 //! twice at once: side effects are fenced in the database, never trusted to the queue.
 
-pub mod billing;
-pub mod context;
 pub mod jobs;
 pub mod provision;
 pub mod runner;
 pub mod sweeps;
 
-pub use context::{JobContext, unique_worker_name};
+pub use operations::{Services, unique_worker_name};

@@ -15,16 +15,16 @@ use domain::jobs::{
     SweepKind,
 };
 
-use crate::context::JobContext;
 use crate::jobs::apply_customer_status::apply_customer_status;
 use crate::jobs::provision_instance::provision_instance;
 use crate::jobs::run_sweep::run_sweep;
 use crate::jobs::tick::{TickTarget, on_tick};
+use operations::Services;
 
 /// The backend of one queue.
 type QueueBackend<Args> = PollWith<PostgresStorage<Args>, Strategy>;
 
-fn storage<Args>(ctx: &JobContext, queue: &str, concurrency: usize) -> QueueBackend<Args> {
+fn storage<Args>(ctx: &Services, queue: &str, concurrency: usize) -> QueueBackend<Args> {
     let settings = &ctx.settings.worker;
     let config = Config::default()
         .queue(queue)
@@ -49,7 +49,7 @@ fn storage<Args>(ctx: &JobContext, queue: &str, concurrency: usize) -> QueueBack
 /// # Errors
 /// When the monitor fails.
 pub async fn run(
-    ctx: JobContext,
+    ctx: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let name = ctx.worker_name.to_string();

@@ -1,16 +1,14 @@
 //! Provisioning against the simulator, each test with a fresh database.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use domain::agents;
 use domain::db::{instances, ledger, operations};
 use domain::model::{InstanceState, OperationState};
 use domain::orders::Actor;
 use domain::sealed::PendingConfig;
 use sqlx::PgPool;
+use testkit::*;
 use wiro_sim::{FaultMode, FaultSpec, SimConfig};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -108,7 +106,7 @@ async fn an_order_missing_credentials_waits_then_completes_when_they_arrive(pool
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_permanent_refusal_fails_the_order_with_wiros_reason_and_ops_can_retry(pool: PgPool) {
-    let h = harness_with(pool, SimConfig::with_account(KEY, 1.0)).await;
+    let h = harness_with(pool, SimConfig::with_account(WIRO_KEY, 1.0)).await;
     let (_stop, _worker) = spawn_worker(&h.ctx);
     let instance = order(&h, "cust-3", "instagram-manager", instagram()).await;
     let failed = wait_for(&h.pool, instance.id, &[InstanceState::Failed], SETTLE).await;
@@ -119,7 +117,7 @@ async fn a_permanent_refusal_fails_the_order_with_wiros_reason_and_ops_can_retry
     assert_eq!(failed.failed_step.as_deref(), Some("deploy"));
     assert!(h.sim.sim().ledger().is_empty());
 
-    h.sim.sim().set_wallet(KEY, 50.0).unwrap();
+    h.sim.sim().set_wallet(WIRO_KEY, 50.0).unwrap();
     agents::retry_failed(
         &h.pool,
         instance.id,
@@ -248,7 +246,7 @@ async fn two_workers_racing_one_order_deploy_it_once(pool: PgPool) {
         })
         .unwrap();
     let instance = order(&h, "cust-6", "instagram-manager", instagram()).await;
-    let other = context(&h.pool, (*h.ctx.settings).clone(), "second-worker");
+    let other = services(&h.pool, (*h.ctx.settings).clone(), "second-worker");
     let (a, b) = tokio::join!(drive(&h.ctx, instance.id), drive(&other, instance.id));
     let ((), ()) = (a, b);
 
@@ -361,7 +359,7 @@ async fn bulk_orders_with_five_percent_faults_end_with_one_instance_each(pool: P
     .unwrap();
     let mut settings = settings_for(&h.sim);
     settings.worker.provision_concurrency = 16;
-    let ctx = context(&h.pool, settings, "bulk-worker");
+    let ctx = services(&h.pool, settings, "bulk-worker");
     let items: Vec<domain::orders::BatchOrder> = {
         let template = template(&h, "instagram-manager", domain::model::Plan::Starter).await;
         (0..500)

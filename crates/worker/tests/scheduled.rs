@@ -1,15 +1,13 @@
 //! Scheduled work against the simulator's clock: renewals over billing periods, a short wallet,
 //! top-ups, reconciliation, and the schedules ticking in two workers at once.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use domain::db::{alerts, customers, instances};
 use domain::model::{CustomerStatus, InstanceState, Plan};
 use domain::sealed::PendingConfig;
 use sqlx::PgPool;
+use testkit::*;
 use wiro_sim::SimConfig;
 use worker::sweeps::{customer_status, reconcile, renewals, topups};
 
@@ -122,7 +120,7 @@ async fn a_short_wallet_renews_what_it_can_parks_the_rest_and_the_forecast_saw_i
             .id,
         );
     }
-    h.sim.sim().set_wallet(KEY, 10.0).unwrap();
+    h.sim.sim().set_wallet(WIRO_KEY, 10.0).unwrap();
     let forecast = domain::forecast::forecast(&h.pool, 31, Some(1000))
         .await
         .unwrap();
@@ -151,7 +149,7 @@ async fn a_short_wallet_renews_what_it_can_parks_the_rest_and_the_forecast_saw_i
     }
     assert_ledgers_match(&h).await;
 
-    h.sim.sim().set_wallet(KEY, 100.0).unwrap();
+    h.sim.sim().set_wallet(WIRO_KEY, 100.0).unwrap();
     renewals::run(&h.ctx).await.unwrap();
     assert!(
         open_alerts(&h, "renewal_parked").await.is_empty(),
@@ -339,7 +337,7 @@ async fn drift_is_reported_an_orphan_upstream_and_a_row_whose_instance_is_gone(p
 async fn two_workers_ticking_the_schedules_make_one_sweep_per_tick_and_one_renewal_per_period(
     pool: PgPool,
 ) {
-    let h = harness_with(pool, SimConfig::with_account(KEY, 100_000.0)).await;
+    let h = harness_with(pool, SimConfig::with_account(WIRO_KEY, 100_000.0)).await;
     let (_stop, _worker) = spawn_worker(&h.ctx);
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -356,10 +354,10 @@ async fn two_workers_ticking_the_schedules_make_one_sweep_per_tick_and_one_renew
         );
     }
     // Let the plans expire (empty wallet), then fund it: two renewal sweeps race.
-    h.sim.sim().set_wallet(KEY, 0.0).unwrap();
+    h.sim.sim().set_wallet(WIRO_KEY, 0.0).unwrap();
     h.sim.sim().advance_days(30);
     reconcile::run(&h.ctx).await.unwrap();
-    h.sim.sim().set_wallet(KEY, 1000.0).unwrap();
+    h.sim.sim().set_wallet(WIRO_KEY, 1000.0).unwrap();
 
     let every_second = |s: &mut domain::Settings| {
         s.schedules.enabled = true;

@@ -35,12 +35,7 @@ async fn external_ids(
     rows: &[instances::Instance],
 ) -> ApiResult<std::collections::HashMap<domain::ids::CustomerId, String>> {
     let ids: Vec<domain::ids::CustomerId> = rows.iter().map(|i| i.customer_id).collect();
-    let pairs: Vec<(domain::ids::CustomerId, String)> =
-        sqlx::query_as("SELECT id, external_id FROM customers WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&state.pool)
-            .await?;
-    Ok(pairs.into_iter().collect())
+    Ok(customers::external_ids(&state.pool, &ids).await?)
 }
 
 /// Agents of every customer, oldest first.

@@ -97,12 +97,7 @@ pub async fn resolve_alert(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let done =
-        sqlx::query("UPDATE alerts SET resolved_at = now() WHERE id = $1 AND resolved_at IS NULL")
-            .bind(id.into_inner())
-            .execute(&state.pool)
-            .await?;
-    if done.rows_affected() == 0 {
+    if !alerts::resolve_by_id(&state.pool, id.into_inner()).await? {
         return Err(ApiError::not_found("open alert"));
     }
     Ok(HttpResponse::NoContent().finish())

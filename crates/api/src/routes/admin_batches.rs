@@ -204,7 +204,7 @@ pub async fn create_batch(
         };
         let (batch, created) = orders::submit_batch(
             &state.pool,
-            &state.jobs.sealer,
+            &state.services.sealer,
             body.key.as_deref(),
             &orders,
             actor,

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
-use domain::db::{audit, customers, ledger};
+use domain::db::{audit, customers, ledger, queue};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -217,7 +217,7 @@ pub async fn list_audit(
 }
 
 /// A job that failed for good (or is failing).
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FailedJobView {
     /// Job id.
     pub id: String,
@@ -235,6 +235,20 @@ pub struct FailedJobView {
     pub run_at: DateTime<Utc>,
 }
 
+impl From<queue::FailedJob> for FailedJobView {
+    fn from(j: queue::FailedJob) -> Self {
+        Self {
+            id: j.id,
+            queue: j.queue,
+            status: j.status,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            last_result: j.last_result,
+            run_at: j.run_at,
+        }
+    }
+}
+
 /// Jobs that failed.
 #[utoipa::path(
     tag = "admin",
@@ -243,12 +257,11 @@ pub struct FailedJobView {
 )]
 #[get("/jobs/failed")]
 pub async fn failed_jobs(_ops: OpsAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let jobs: Vec<FailedJobView> = sqlx::query_as(
-        "SELECT id, job_type AS queue, status, attempts, max_attempts, last_result::text AS last_result, run_at
-         FROM apalis.jobs WHERE status IN ('Failed', 'Killed') ORDER BY run_at DESC LIMIT 500",
-    )
-    .fetch_all(&state.pool)
-    .await?;
+    let jobs: Vec<FailedJobView> = queue::failed(&state.pool, 500)
+        .await?
+        .into_iter()
+        .map(FailedJobView::from)
+        .collect();
     Ok(HttpResponse::Ok().json(jobs))
 }
 
@@ -279,14 +292,7 @@ pub async fn retry_job(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    let done = sqlx::query(
-        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, lock_at = NULL, done_at = NULL
-         WHERE id = $1 AND status IN ('Failed', 'Killed')",
-    )
-    .bind(&id)
-    .execute(&state.pool)
-    .await?;
-    if done.rows_affected() == 0 {
+    if !queue::retry(&state.pool, &id).await? {
         return Err(ApiError::not_found("failed job"));
     }
     audit::record(

@@ -143,7 +143,7 @@ pub async fn create_agent(
         };
         let instance = orders::place_order(
             &state.pool,
-            &state.jobs.sealer,
+            &state.services.sealer,
             auth.customer.id,
             &order,
             &template,
@@ -212,7 +212,7 @@ pub async fn update_agent(
     let caller = auth.actor();
     let updated = agents::update_config(
         &state.pool,
-        &state.jobs.sealer,
+        &state.services.sealer,
         auth.customer.id,
         instance.id,
         title,

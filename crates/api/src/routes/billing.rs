@@ -4,10 +4,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use operations::billing::{self, BillingAction, BillingError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use worker::billing::{self, BillingAction, BillingError};
 
 use super::agents::load;
 use crate::auth::CustomerAuth;
@@ -134,7 +134,7 @@ async fn act(
     idempotency::run(&state, &caller, &req, &action, || async {
         let instance = load(&state, &auth, id).await?;
         let outcome = billing::perform(
-            &state.jobs,
+            &state.services,
             &instance,
             action.clone(),
             &caller,

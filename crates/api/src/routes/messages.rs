@@ -6,6 +6,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
+use domain::db::messages;
+use domain::ids::InstanceId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -138,17 +140,11 @@ async fn owned_message(
     agent: Uuid,
     message_id: &str,
 ) -> ApiResult<()> {
-    let found: Option<(String,)> = sqlx::query_as(
-        "SELECT wiro_guid FROM messages WHERE wiro_guid = $1 AND instance_id = $2 AND customer_id = $3",
-    )
-    .bind(message_id)
-    .bind(agent)
-    .bind(auth.customer.id)
-    .fetch_optional(&state.pool)
-    .await?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("message"))
+    if messages::is_owned(&state.pool, message_id, InstanceId(agent), auth.customer.id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("message"))
+    }
 }
 
 /// Sends a message to a running agent. With an `Idempotency-Key`, a retried send reaches the
@@ -179,7 +175,9 @@ pub async fn send_message(
     let caller = auth.actor();
     idempotency::run(&state, &caller, &req, &body, || async {
         if body.message.trim().is_empty() || body.message.chars().count() > 32_000 {
-            return Err(ApiError::validation("message: must be 1 to 32000 characters"));
+            return Err(ApiError::validation(
+                "message: must be 1 to 32000 characters",
+            ));
         }
         let session = body.session.clone().unwrap_or_else(|| "default".to_owned());
         validate_session(&session)?;
@@ -194,15 +192,23 @@ pub async fn send_message(
             })
             .await
             .map_err(|e| ApiError::upstream(&e, false))?;
-        sqlx::query("INSERT INTO messages (wiro_guid, instance_id, customer_id, session) VALUES ($1, $2, $3, $4)")
-            .bind(&sent.messageguid)
-            .bind(id)
-            .bind(auth.customer.id)
-            .bind(&session)
-            .execute(&state.pool)
-            .await?;
-        let view = SentMessage { id: sent.messageguid, status: sent.status.as_str().to_owned(), session };
-        Ok((StatusCode::CREATED, serde_json::to_value(view).map_err(anyhow::Error::from)?))
+        messages::record(
+            &state.pool,
+            &sent.messageguid,
+            InstanceId(id),
+            auth.customer.id,
+            &session,
+        )
+        .await?;
+        let view = SentMessage {
+            id: sent.messageguid,
+            status: sent.status.as_str().to_owned(),
+            session,
+        };
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(view).map_err(anyhow::Error::from)?,
+        ))
     })
     .await
 }
@@ -391,10 +397,6 @@ pub async fn delete_session(
         .delete_session(&guid, &session)
         .await
         .map_err(|e| ApiError::upstream(&e, false))?;
-    sqlx::query("DELETE FROM messages WHERE instance_id = $1 AND session = $2")
-        .bind(id)
-        .bind(&session)
-        .execute(&state.pool)
-        .await?;
+    messages::forget_session(&state.pool, InstanceId(id), &session).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -97,3 +97,16 @@ pub async fn open(
 pub fn instance_subject(id: InstanceId) -> String {
     format!("instance:{id}")
 }
+
+/// Resolves the open alert `id`. False when there is no open alert with that id.
+///
+/// # Errors
+/// Database errors.
+pub async fn resolve_by_id(conn: impl PgExecutor<'_>, id: i64) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE alerts SET resolved_at = now() WHERE id = $1 AND resolved_at IS NULL")
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}

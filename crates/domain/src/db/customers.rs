@@ -189,3 +189,19 @@ pub async fn change_status(
     tx.commit().await?;
     Ok(customer)
 }
+
+/// External ids of `ids` (for views that list several customers' rows).
+///
+/// # Errors
+/// Database errors.
+pub async fn external_ids(
+    conn: impl PgExecutor<'_>,
+    ids: &[CustomerId],
+) -> Result<std::collections::HashMap<CustomerId, String>> {
+    let pairs: Vec<(CustomerId, String)> =
+        sqlx::query_as("SELECT id, external_id FROM customers WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(pairs.into_iter().collect())
+}

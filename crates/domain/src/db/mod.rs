@@ -5,9 +5,12 @@ pub mod alerts;
 pub mod audit;
 pub mod batches;
 pub mod customers;
+pub mod idempotency;
 pub mod instances;
 pub mod ledger;
+pub mod messages;
 pub mod operations;
+pub mod queue;
 
 /// The largest page any list returns.
 pub const MAX_PAGE: i64 = 500;

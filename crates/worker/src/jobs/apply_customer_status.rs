@@ -4,8 +4,8 @@ use apalis::prelude::{BoxDynError, Data, TaskId};
 use domain::jobs::{ApplyCustomerStatus, CUSTOMER_QUEUE};
 use tracing::Instrument;
 
-use crate::context::JobContext;
 use crate::sweeps::customer_status;
+use operations::Services;
 
 /// Applies the status.
 ///
@@ -13,7 +13,7 @@ use crate::sweeps::customer_status;
 /// Infrastructure or upstream failures; apalis retries the job.
 pub async fn apply_customer_status(
     job: ApplyCustomerStatus,
-    ctx: Data<JobContext>,
+    ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = CUSTOMER_QUEUE, job_id = %task_id, customer = %job.customer_id);

@@ -6,8 +6,8 @@ use apalis::prelude::{BoxDynError, Data, TaskId};
 use domain::jobs::{self, PROVISION_QUEUE, ProvisionInstance};
 use tracing::Instrument;
 
-use crate::context::JobContext;
 use crate::provision::{self, Next};
+use operations::Services;
 
 /// Waits shorter than this are slept inside the job: apalis schedules in whole seconds.
 const INLINE_WAIT: Duration = Duration::from_secs(1);
@@ -19,7 +19,7 @@ const INLINE_WAIT: Duration = Duration::from_secs(1);
 /// Infrastructure failures (database); apalis then retries the job.
 pub async fn provision_instance(
     job: ProvisionInstance,
-    ctx: Data<JobContext>,
+    ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id);
@@ -28,7 +28,7 @@ pub async fn provision_instance(
         .await
 }
 
-async fn drive(job: ProvisionInstance, ctx: &JobContext) -> Result<(), BoxDynError> {
+async fn drive(job: ProvisionInstance, ctx: &Services) -> Result<(), BoxDynError> {
     loop {
         match provision::advance(ctx, job.instance_id).await? {
             Next::Done => return Ok(()),

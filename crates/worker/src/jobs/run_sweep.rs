@@ -4,8 +4,8 @@ use apalis::prelude::{BoxDynError, Data, TaskId};
 use domain::jobs::{SWEEP_QUEUE, Sweep};
 use tracing::Instrument;
 
-use crate::context::JobContext;
 use crate::sweeps;
+use operations::Services;
 
 /// Runs the sweep the tick asked for.
 ///
@@ -13,7 +13,7 @@ use crate::sweeps;
 /// Infrastructure failures; apalis retries the job.
 pub async fn run_sweep(
     job: Sweep,
-    ctx: Data<JobContext>,
+    ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = SWEEP_QUEUE, job_id = %task_id, sweep = job.kind.as_str(), tick = job.tick);

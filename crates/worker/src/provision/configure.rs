@@ -7,11 +7,11 @@ use domain::db::instances::{Change, Instance};
 use domain::model::{DesiredState, InstanceState};
 use wiro_client::models::{UpdateConfiguration, UpdateRequest};
 
-use super::observe::{observed, setup_required};
 use super::{Step, fail, transition, upstream_error};
-use crate::context::JobContext;
+use operations::Services;
+use operations::observe::{observed, setup_required};
 
-pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     let Some(guid) = instance.wiro_guid.clone() else {
         // Not deployed after all: go back and deploy.
         transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
@@ -77,7 +77,7 @@ pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result
         return Ok(Step::Continue);
     }
     if needs_credentials {
-        let missing = super::observe::missing_credentials(&agent);
+        let missing = operations::observe::missing_credentials(&agent);
         tracing::info!(instance = %instance.id, ?missing, "waiting for the customer's credentials");
         audit::record(
             &ctx.pool,

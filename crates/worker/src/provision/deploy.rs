@@ -28,9 +28,9 @@ use wiro_client::models::{DeployRequest, UserAgent};
 
 use super::find::{UpstreamMatch, find_by_correlator};
 use super::{Next, Step, transition, upstream_error};
-use crate::context::JobContext;
+use ::operations::Services;
 
-pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     if instance.wiro_guid.is_some() {
         // Deployed; the state only lags behind.
         transition(ctx, instance, Change::to(InstanceState::Configuring)).await?;
@@ -48,7 +48,7 @@ pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result
 
 /// An earlier Deploy's outcome is not recorded: wait out its lease, then look upstream.
 async fn resolve_in_flight(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     op: &Operation,
 ) -> anyhow::Result<Step> {
@@ -88,7 +88,7 @@ async fn resolve_in_flight(
     Ok(Step::Continue)
 }
 
-async fn call_deploy(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+async fn call_deploy(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     let lease = ctx.settings.provisioning.deploy_lease;
     let detail = serde_json::json!({"plan": instance.plan, "template": instance.template_guid});
     let Some(op) = operations::begin(
@@ -164,7 +164,7 @@ async fn call_deploy(ctx: &JobContext, instance: &Instance) -> anyhow::Result<St
 /// Records the deployed instance, the operation's outcome and the charge in one transaction,
 /// fenced by the operation id and by "no guid recorded yet".
 async fn record_deployed(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     op: &Operation,
     agent: &UserAgent,
@@ -223,11 +223,7 @@ async fn record_deployed(
 
 /// Our Deploy landed but someone else already resolved the operation or recorded a guid. If
 /// it is the same instance, all is well; otherwise ours is a duplicate for ops to cancel.
-async fn fenced_out(
-    ctx: &JobContext,
-    instance: &Instance,
-    agent: &UserAgent,
-) -> anyhow::Result<()> {
+async fn fenced_out(ctx: &Services, instance: &Instance, agent: &UserAgent) -> anyhow::Result<()> {
     let current = instances::get(&ctx.pool, instance.id).await?;
     if current.and_then(|i| i.wiro_guid).as_deref() == Some(agent.guid.as_str()) {
         return Ok(());
@@ -236,7 +232,7 @@ async fn fenced_out(
 }
 
 async fn report_duplicates(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     extra: &[UserAgent],
 ) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use domain::ids::InstanceId;
 use futures::TryStreamExt;
 use wiro_client::models::UserAgent;
 
-use crate::context::JobContext;
+use operations::Services;
 
 /// What the search found.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub enum UpstreamMatch {
 /// # Errors
 /// Upstream failures (read-only calls, already retried by the client).
 pub async fn find_by_correlator(
-    ctx: &JobContext,
+    ctx: &Services,
     id: InstanceId,
 ) -> Result<UpstreamMatch, wiro_client::Error> {
     let mut found: Vec<UserAgent> = ctx

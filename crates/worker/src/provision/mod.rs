@@ -8,7 +8,6 @@
 mod configure;
 mod deploy;
 mod find;
-pub mod observe;
 mod start;
 
 use std::time::Duration;
@@ -21,7 +20,7 @@ use domain::model::InstanceState;
 use rand::Rng;
 use wiro_client::Error as WiroError;
 
-use crate::context::JobContext;
+use operations::Services;
 
 pub use find::{UpstreamMatch, find_by_correlator};
 
@@ -50,7 +49,7 @@ const MAX_STEPS: usize = 50;
 /// # Errors
 /// Infrastructure failures (database). Upstream failures are handled inside: transient ones
 /// become a backoff, permanent ones fail the order with Wiro's reason.
-pub async fn advance(ctx: &JobContext, id: InstanceId) -> anyhow::Result<Next> {
+pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
     for _ in 0..MAX_STEPS {
         let Some(instance) = instances::get(&ctx.pool, id).await? else {
             tracing::warn!(instance = %id, "provisioning job for an unknown instance");
@@ -78,7 +77,7 @@ pub async fn advance(ctx: &JobContext, id: InstanceId) -> anyhow::Result<Next> {
 /// Moves to `state` if the row is still at `instance.version` (the fence every step uses).
 /// Returns false when someone else changed the instance first; the caller re-reads.
 pub(crate) async fn transition(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     change: Change,
 ) -> anyhow::Result<bool> {
@@ -91,7 +90,7 @@ pub(crate) async fn transition(
 
 /// Ends the order in `failed` with Wiro's (or our) reason, for ops to see and retry.
 pub(crate) async fn fail(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     step: &str,
     reason: &str,
@@ -125,7 +124,7 @@ pub(crate) async fn fail(
 /// A transient upstream failure: count it and back off, or give up after
 /// `provisioning.max_step_failures` in a row.
 pub(crate) async fn transient(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     step: &str,
     error: &WiroError,
@@ -150,7 +149,7 @@ pub(crate) async fn transient(
 }
 
 /// Exponential backoff with full jitter over [base, min(max, base·2^(n-1))].
-pub(crate) fn backoff(ctx: &JobContext, failures: u32) -> Duration {
+pub(crate) fn backoff(ctx: &Services, failures: u32) -> Duration {
     let settings = &ctx.settings.provisioning;
     let cap = settings
         .backoff_base
@@ -163,7 +162,7 @@ pub(crate) fn backoff(ctx: &JobContext, failures: u32) -> Duration {
 /// Handles an upstream error the same way in every step: refusals fail the order with Wiro's
 /// message, transient failures back off.
 pub(crate) async fn upstream_error(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     step: &str,
     error: &WiroError,

@@ -10,15 +10,15 @@ use tokio::time::Instant;
 use wiro_client::WiroError;
 use wiro_client::models::{AgentStatus, UserAgent};
 
-use super::observe::observed;
 use super::{Next, Step, fail, transition, upstream_error};
-use crate::context::JobContext;
+use operations::Services;
+use operations::observe::observed;
 
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_secs(2);
 const RESCHEDULE: Duration = Duration::from_secs(2);
 
-pub(super) async fn run(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Step> {
+pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     let Some(guid) = instance.wiro_guid.clone() else {
         transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
         return Ok(Step::Continue);
@@ -84,7 +84,7 @@ fn step_name(want_running: bool) -> &'static str {
 }
 
 async fn settle(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     agent: &UserAgent,
     state: InstanceState,
@@ -99,7 +99,7 @@ async fn settle(
 }
 
 async fn towards_running(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     agent: &UserAgent,
 ) -> anyhow::Result<Action> {
@@ -138,7 +138,7 @@ async fn towards_running(
     }
 }
 
-async fn call_start(ctx: &JobContext, instance: &Instance, guid: &str) -> anyhow::Result<Action> {
+async fn call_start(ctx: &Services, instance: &Instance, guid: &str) -> anyhow::Result<Action> {
     // Started, or already on its way: keep polling in this step.
     match ctx.wiro.start(guid).await {
         Ok(()) => Ok(Action::Wait),
@@ -163,7 +163,7 @@ async fn call_start(ctx: &JobContext, instance: &Instance, guid: &str) -> anyhow
 }
 
 async fn towards_stopped(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     agent: &UserAgent,
 ) -> anyhow::Result<Action> {

@@ -13,15 +13,15 @@ use domain::ids::CustomerId;
 use domain::model::{CustomerStatus, DesiredState, InstanceState};
 
 use super::{restart, stop};
-use crate::billing::{self, BillingAction};
-use crate::context::JobContext;
-use crate::provision::observe::observed;
+use operations::Services;
+use operations::billing::{self, BillingAction};
+use operations::observe::observed;
 
 /// Applies the customer's current status.
 ///
 /// # Errors
 /// Database or upstream failures (the job is retried).
-pub async fn apply(ctx: &JobContext, customer_id: CustomerId) -> anyhow::Result<()> {
+pub async fn apply(ctx: &Services, customer_id: CustomerId) -> anyhow::Result<()> {
     let Some(customer) = customers::get(&ctx.pool, customer_id).await? else {
         return Ok(());
     };

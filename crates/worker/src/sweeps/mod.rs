@@ -15,14 +15,14 @@ use domain::jobs::{self, SweepKind};
 use domain::model::{CustomerStatus, InstanceState};
 use tokio::sync::Mutex;
 
-use crate::context::JobContext;
+use operations::Services;
 
 /// Runs one sweep.
 ///
 /// # Errors
 /// Infrastructure failures; per-instance upstream failures are logged and left for the next
 /// sweep.
-pub async fn run(ctx: &JobContext, kind: SweepKind) -> anyhow::Result<()> {
+pub async fn run(ctx: &Services, kind: SweepKind) -> anyhow::Result<()> {
     match kind {
         SweepKind::Reconcile => reconcile::run(ctx)
             .await
@@ -66,7 +66,7 @@ impl Statuses {
 /// Applies `change` (fenced on the version) and enqueues the provisioning job in one
 /// transaction; false when someone changed the instance first.
 pub(crate) async fn change_and_provision(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     change: Change,
 ) -> anyhow::Result<bool> {
@@ -84,7 +84,7 @@ pub(crate) async fn change_and_provision(
 
 /// Hands the agent to the provisioning job to start it again.
 pub(crate) async fn restart(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     reason: &str,
 ) -> anyhow::Result<bool> {
@@ -97,7 +97,7 @@ pub(crate) async fn restart(
 }
 
 /// Hands the agent to the provisioning job to stop it.
-pub(crate) async fn stop(ctx: &JobContext, instance: &Instance) -> anyhow::Result<bool> {
+pub(crate) async fn stop(ctx: &Services, instance: &Instance) -> anyhow::Result<bool> {
     if matches!(
         instance.state,
         InstanceState::Stopped | InstanceState::Stopping | InstanceState::Failed
@@ -112,7 +112,7 @@ pub(crate) async fn stop(ctx: &JobContext, instance: &Instance) -> anyhow::Resul
 }
 
 /// Runs `f` over `items` with the ops concurrency, logging (not propagating) per-item errors.
-pub(crate) async fn for_each<T, F, Fut>(ctx: &JobContext, items: Vec<T>, f: F) -> usize
+pub(crate) async fn for_each<T, F, Fut>(ctx: &Services, items: Vec<T>, f: F) -> usize
 where
     F: Fn(T) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,

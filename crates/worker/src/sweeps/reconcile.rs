@@ -23,9 +23,9 @@ use wiro_client::WiroError;
 use wiro_client::models::{AgentStatus, UserAgent};
 
 use super::{Statuses, for_each, restart};
-use crate::billing::renewal_reference;
-use crate::context::JobContext;
-use crate::provision::observe::observed;
+use operations::Services;
+use operations::billing::renewal_reference;
+use operations::observe::observed;
 
 /// What a reconciliation found.
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ pub struct ReconcileReport {
 ///
 /// # Errors
 /// When MyAgents cannot be read or the database fails.
-pub async fn run(ctx: &JobContext) -> anyhow::Result<ReconcileReport> {
+pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
     let upstream: Vec<UserAgent> = ctx
         .wiro
         .my_agents_pages(wiro_client::MY_AGENTS_MAX_PAGE)
@@ -120,7 +120,7 @@ enum Unmapped {
     Quarantined,
 }
 
-async fn unmapped(ctx: &JobContext, agent: &UserAgent) -> anyhow::Result<Unmapped> {
+async fn unmapped(ctx: &Services, agent: &UserAgent) -> anyhow::Result<Unmapped> {
     let Some(id) = parse_correlator(&agent.title) else {
         return Ok(Unmapped::NotOurs); // the operator's own instance
     };
@@ -148,7 +148,7 @@ async fn unmapped(ctx: &JobContext, agent: &UserAgent) -> anyhow::Result<Unmappe
     }
 }
 
-async fn confirm_missing(ctx: &JobContext, instance: &Instance) -> anyhow::Result<bool> {
+async fn confirm_missing(ctx: &Services, instance: &Instance) -> anyhow::Result<bool> {
     let Some(guid) = instance.wiro_guid.as_deref() else {
         return Ok(false);
     };
@@ -198,7 +198,7 @@ fn auto_renewed_periods(before: DateTime<Utc>, after: DateTime<Utc>) -> i64 {
 
 /// Records what Wiro shows; false when the row changed first (the caller re-reads).
 async fn observe(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     agent: &UserAgent,
     statuses: &Statuses,
@@ -209,7 +209,7 @@ async fn observe(
     let sub = agent.subscription.as_ref();
     if let (Some(before), Some(after), true, Some(sub)) = (
         instance.subscription_period_end,
-        crate::billing::period_end(agent),
+        operations::billing::period_end(agent),
         instance.subscription_status.as_deref() == Some("active"),
         sub,
     ) && sub.is_active()
@@ -297,7 +297,7 @@ async fn observe(
 }
 
 /// Backoff between error restarts: `provisioning.backoff_base` doubled per restart, capped.
-fn error_restart_due(ctx: &JobContext, instance: &Instance) -> bool {
+fn error_restart_due(ctx: &Services, instance: &Instance) -> bool {
     let Some(last) = instance.last_error_restart_at else {
         return true;
     };
@@ -309,7 +309,7 @@ fn error_restart_due(ctx: &JobContext, instance: &Instance) -> bool {
     Utc::now() - last >= Duration::from_std(wait).unwrap_or_default()
 }
 
-async fn audit_alert(ctx: &JobContext, action: &str, subject: &str) -> anyhow::Result<()> {
+async fn audit_alert(ctx: &Services, action: &str, subject: &str) -> anyhow::Result<()> {
     audit::record(
         &ctx.pool,
         NewAudit {

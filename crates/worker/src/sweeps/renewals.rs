@@ -15,9 +15,9 @@ use domain::model::{CustomerStatus, DesiredState};
 use wiro_client::WiroError;
 
 use super::{Statuses, for_each, restart, stop};
-use crate::billing::{self, BillingAction, BillingError};
-use crate::context::JobContext;
-use crate::provision::observe::observed;
+use operations::Services;
+use operations::billing::{self, BillingAction, BillingError};
+use operations::observe::observed;
 
 /// What a renewal sweep did.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub struct RenewalReport {
 ///
 /// # Errors
 /// Database failures.
-pub async fn run(ctx: &JobContext) -> anyhow::Result<RenewalReport> {
+pub async fn run(ctx: &Services) -> anyhow::Result<RenewalReport> {
     let horizon = Utc::now() + chrono::Duration::from_std(ctx.settings.schedules.renewal_window)?;
     let candidates = instances::renewal_candidates(&ctx.pool, horizon).await?;
     let statuses = Statuses::new(&ctx.pool);
@@ -49,7 +49,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<RenewalReport> {
 }
 
 /// Refreshes the instance from Wiro (retrying on concurrent changes: it only records facts).
-async fn refresh(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Option<Instance>> {
+async fn refresh(ctx: &Services, instance: &Instance) -> anyhow::Result<Option<Instance>> {
     let Some(guid) = instance.wiro_guid.as_deref() else {
         return Ok(None);
     };
@@ -57,11 +57,7 @@ async fn refresh(ctx: &JobContext, instance: &Instance) -> anyhow::Result<Option
     Ok(instances::update_with(&ctx.pool, instance.id, |_| Some(observed(&agent))).await?)
 }
 
-async fn renew_one(
-    ctx: &JobContext,
-    instance: Instance,
-    statuses: &Statuses,
-) -> anyhow::Result<()> {
+async fn renew_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> anyhow::Result<()> {
     let Some(instance) = refresh(ctx, &instance).await? else {
         return Ok(());
     };
@@ -106,7 +102,7 @@ async fn renew_one(
 /// Parks a refused renewal: an operator alert with Wiro's reason and, for a short wallet, the
 /// required and available amounts.
 async fn park(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     error: &wiro_client::Error,
 ) -> anyhow::Result<()> {

@@ -10,9 +10,9 @@ use domain::db::instances::{self, Change, Instance};
 use domain::model::{CustomerStatus, InstanceState};
 
 use super::{Statuses, for_each};
-use crate::billing::{self, BillingAction};
-use crate::context::JobContext;
-use crate::provision::observe::observed;
+use operations::Services;
+use operations::billing::{self, BillingAction};
+use operations::observe::observed;
 
 /// What a top-up sweep did.
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ pub struct TopupReport {
 ///
 /// # Errors
 /// Database failures.
-pub async fn run(ctx: &JobContext) -> anyhow::Result<TopupReport> {
+pub async fn run(ctx: &Services) -> anyhow::Result<TopupReport> {
     if ctx.settings.billing.topup_threshold <= 0 {
         return Ok(TopupReport::default());
     }
@@ -55,11 +55,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<TopupReport> {
     })
 }
 
-async fn top_up_one(
-    ctx: &JobContext,
-    instance: Instance,
-    statuses: &Statuses,
-) -> anyhow::Result<()> {
+async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> anyhow::Result<()> {
     if statuses.get(instance.customer_id).await? != CustomerStatus::Active {
         return Ok(());
     }
@@ -132,7 +128,7 @@ async fn top_up_one(
 }
 
 async fn buy_pack(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     subject: &str,
     detail: serde_json::Value,
@@ -200,7 +196,7 @@ async fn buy_pack(
 }
 
 /// A failed purchase does not use up the crossing: try again next sweep.
-async fn rearm(ctx: &JobContext, instance: &Instance) -> anyhow::Result<()> {
+async fn rearm(ctx: &Services, instance: &Instance) -> anyhow::Result<()> {
     instances::update_with(&ctx.pool, instance.id, |_| {
         Some(Change {
             topup_armed: Some(true),

@@ -1,4 +1,5 @@
-//! What every job handler gets: the database, the Wiro client, the sealer and the settings.
+//! What every job handler and API request that calls Wiro gets: the database, the Wiro client,
+//! the sealer, the settings and a name for the audit log.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use sqlx::PgPool;
 
 /// Shared, cheap to clone.
 #[derive(Clone, Debug)]
-pub struct JobContext {
+pub struct Services {
     /// The worker's pool (separate from the API's).
     pub pool: PgPool,
     /// The upstream.
@@ -21,7 +22,7 @@ pub struct JobContext {
     pub worker_name: Arc<str>,
 }
 
-impl JobContext {
+impl Services {
     /// The audit actor of this worker.
     pub fn actor(&self) -> String {
         format!("worker:{}", self.worker_name)

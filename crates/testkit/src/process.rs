@@ -1,5 +1,5 @@
-//! Helpers for tests that run the built `reseller` binary.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Tests that run the built `reseller` binary (pass `env!("CARGO_BIN_EXE_reseller")`): child
+//! processes, their output, and Prometheus scrapes.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -25,9 +25,10 @@ pub fn database_url(pool: &sqlx::PgPool) -> String {
     url.to_string()
 }
 
-/// `reseller <args>` with `env`, stdout piped, stderr inherited.
-pub fn reseller(args: &[&str], env: &[(&str, String)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_reseller"));
+/// `<bin> <args>` with `env` (and none of the operator's Wiro or config variables), stdout
+/// piped, stderr inherited.
+pub fn spawn(bin: &str, args: &[&str], env: &[(&str, String)]) -> Child {
+    let mut command = Command::new(bin);
     command
         .args(args)
         .stdout(Stdio::piped())

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use wiro_client::Outcome;
 use wiro_client::models::UserAgent;
 
-use crate::context::JobContext;
-use crate::provision::observe::observed;
+use crate::Services;
+use crate::observe::observed;
 
 /// A billing action on one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +147,7 @@ fn happened(action: &BillingAction, pre: &Before, post: &UserAgent) -> Option<(&
 /// # Errors
 /// [`BillingError`]: refusals carry Wiro's typed reason.
 pub async fn perform(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     action: BillingAction,
     actor: &str,
@@ -301,7 +301,7 @@ pub async fn perform(
 /// # Errors
 /// Database failures.
 pub async fn resolve_stale(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     op: &Operation,
 ) -> anyhow::Result<bool> {
@@ -346,7 +346,7 @@ pub async fn resolve_stale(
 
 #[expect(clippy::too_many_arguments, reason = "one place writes every outcome")]
 async fn record(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     op: &Operation,
     action: &BillingAction,
@@ -471,7 +471,7 @@ fn cents_of(dollars: f64) -> i64 {
 
 /// What the action should charge, from the template's prices (for the lost-answer case).
 async fn expected_cents(
-    ctx: &JobContext,
+    ctx: &Services,
     instance: &Instance,
     action: &BillingAction,
     agent: &UserAgent,

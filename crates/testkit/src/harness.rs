@@ -1,8 +1,6 @@
-//! Test harness: a fresh database (from `#[sqlx::test]`), apalis's schema, an in-process
-//! simulator, settings with short timeouts, and helpers to order and to wait for states.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Worker-level tests: a fresh database (from `#[sqlx::test]`), apalis's schema, an in-process
+//! simulator and a services handle, with helpers to order, drive and wait for states.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Settings;
@@ -10,52 +8,30 @@ use domain::db::instances::{self, Instance};
 use domain::ids::{CustomerId, InstanceId};
 use domain::model::{InstanceState, Plan};
 use domain::orders::{self, Actor, Order, ResolvedTemplate};
-use domain::sealed::{PendingConfig, Sealer};
-use secrecy::SecretString;
+use domain::sealed::PendingConfig;
+use operations::Services;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::oneshot;
 use wiro_sim::{Delays, SimConfig, SimServer};
-use worker::JobContext;
 
-pub const KEY: &str = "worker-test-key";
+use crate::{WIRO_KEY, own_pool};
 
+/// A fresh database, the simulator and a services handle on both.
 pub struct Harness {
+    /// A pool of its own on the test database.
     pub pool: PgPool,
+    /// The simulator.
     pub sim: SimServer,
-    pub ctx: JobContext,
+    /// Services pointing at both.
+    pub ctx: Services,
 }
 
-/// Settings pointing at `sim` with short timeouts and fast job timings.
-pub fn settings_for(sim: &SimServer) -> Settings {
-    let mut s = Settings::defaults().unwrap();
-    s.wiro.base_url = sim.base_url();
-    s.wiro.api_key = SecretString::from(KEY.to_owned());
-    s.wiro.timeout = Duration::from_secs(2);
-    s.wiro.connect_timeout = Duration::from_secs(1);
-    s.provisioning.deploy_lease = Duration::from_secs(3);
-    s.provisioning.backoff_base = Duration::from_millis(50);
-    s.provisioning.backoff_max = Duration::from_millis(400);
-    s.provisioning.wait_running_inline = Duration::from_secs(5);
-    s.security.credentials_key = SecretString::from(Sealer::generate_key());
-    worker::runner::fast_timings(&mut s);
-    s.validate().unwrap();
-    s
-}
-
-/// Its own pool on the test database, sized for a worker (the test's pool allows only 5).
-pub async fn own_pool(pool: &PgPool, size: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(size)
-        .connect_with((*pool.connect_options()).clone())
-        .await
-        .unwrap()
-}
-
+/// A harness with a well-funded account.
 pub async fn harness(pool: PgPool) -> Harness {
-    harness_with(pool, SimConfig::with_account(KEY, 100_000.0)).await
+    harness_with(pool, SimConfig::with_account(WIRO_KEY, 100_000.0)).await
 }
 
+/// A harness with a simulator built from `sim_config` (its delays are made short).
 pub async fn harness_with(pool: PgPool, mut sim_config: SimConfig) -> Harness {
     apalis_postgres::PostgresStorage::setup(&pool)
         .await
@@ -65,25 +41,11 @@ pub async fn harness_with(pool: PgPool, mut sim_config: SimConfig) -> Harness {
         .await
         .unwrap();
     let pool = own_pool(&pool, 30).await;
-    let ctx = context(&pool, settings_for(&sim), "test-worker");
+    let ctx = crate::services(&pool, crate::settings_for(&sim), "test-worker");
     Harness { pool, sim, ctx }
 }
 
-pub fn context(pool: &PgPool, settings: Settings, name: &str) -> JobContext {
-    let wiro = wiro_client::Client::new(settings.wiro_client_config().unwrap()).unwrap();
-    let sealer = Sealer::from_base64(secrecy::ExposeSecret::expose_secret(
-        &settings.security.credentials_key,
-    ))
-    .unwrap();
-    JobContext {
-        pool: pool.clone(),
-        wiro,
-        sealer,
-        settings: Arc::new(settings),
-        worker_name: Arc::from(name),
-    }
-}
-
+/// The customer with external id `external` (created when new).
 pub async fn customer(h: &Harness, external: &str) -> CustomerId {
     domain::db::customers::upsert(&h.pool, external, None)
         .await
@@ -101,6 +63,7 @@ pub async fn template(h: &Harness, slug: &str, plan: Plan) -> ResolvedTemplate {
     }
 }
 
+/// Orders a Starter `slug` for `external` (not driven).
 pub async fn order(h: &Harness, external: &str, slug: &str, config: PendingConfig) -> Instance {
     let customer = customer(h, external).await;
     let template = template(h, slug, Plan::Starter).await;
@@ -136,7 +99,7 @@ pub fn instagram() -> PendingConfig {
 
 /// Runs the real apalis worker until the returned sender is dropped or fired.
 pub fn spawn_worker(
-    ctx: &JobContext,
+    ctx: &Services,
 ) -> (
     oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -195,7 +158,7 @@ pub async fn wait_all_settled(pool: &PgPool, within: Duration) -> Vec<Instance> 
 }
 
 /// Drives one instance in-process with `advance` (no queue) until it is done.
-pub async fn drive(ctx: &JobContext, id: InstanceId) {
+pub async fn drive(ctx: &Services, id: InstanceId) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match worker::provision::advance(ctx, id).await.unwrap() {
@@ -231,11 +194,11 @@ pub async fn assert_ledgers_match(h: &Harness) {
 }
 
 /// A context sharing the harness's key, with `tweak` applied to its settings.
-pub fn context_with(h: &Harness, name: &str, tweak: impl FnOnce(&mut Settings)) -> JobContext {
+pub fn context_with(h: &Harness, name: &str, tweak: impl FnOnce(&mut Settings)) -> Services {
     let mut settings = (*h.ctx.settings).clone();
     tweak(&mut settings);
     settings.validate().unwrap();
-    context(&h.pool, settings, name)
+    crate::services(&h.pool, settings, name)
 }
 
 /// Orders and waits for Running; returns the instance.

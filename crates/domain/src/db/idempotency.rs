@@ -1,0 +1,125 @@
+//! Stored `Idempotency-Key` answers, per caller. A key is claimed before the request runs
+//! (status NULL), then holds the answer.
+
+use sqlx::PgExecutor;
+
+use crate::error::Result;
+
+/// A stored key as a replay sees it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredKey {
+    /// Fingerprint of the request that claimed it.
+    pub request_hash: Vec<u8>,
+    /// HTTP status of the answer (`None` while the first request runs).
+    pub status: Option<i16>,
+    /// The answer's body.
+    pub response: Option<serde_json::Value>,
+    /// Past its retention.
+    pub expired: bool,
+    /// Claimed long ago and never answered: its request died with its process.
+    pub abandoned: bool,
+}
+
+/// Claims `key` for `caller`; false when it is already taken.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim(
+    conn: impl PgExecutor<'_>,
+    caller: &str,
+    key: &str,
+    request_hash: &[u8],
+    ttl: std::time::Duration,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (caller, key, request_hash, expires_at)
+         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') ON CONFLICT DO NOTHING",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(request_hash)
+    .bind(ttl.as_millis() as f64)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The stored key; `abandoned_after` decides which unanswered claims count as abandoned.
+///
+/// # Errors
+/// Database errors.
+pub async fn find(
+    conn: impl PgExecutor<'_>,
+    caller: &str,
+    key: &str,
+    abandoned_after: std::time::Duration,
+) -> Result<Option<StoredKey>> {
+    Ok(sqlx::query_as(
+        "SELECT request_hash, status, response, expires_at < now() AS expired,
+                status IS NULL AND created_at < now() - $3 * interval '1 millisecond' AS abandoned
+         FROM idempotency_keys WHERE caller = $1 AND key = $2",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(abandoned_after.as_millis() as f64)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Deletes the key if it expired or was abandoned, so it can be claimed again.
+///
+/// # Errors
+/// Database errors.
+pub async fn release_stale(
+    conn: impl PgExecutor<'_>,
+    caller: &str,
+    key: &str,
+    abandoned_after: std::time::Duration,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2
+           AND (expires_at < now() OR (status IS NULL AND created_at < now() - $3 * interval '1 millisecond'))",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(abandoned_after.as_millis() as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the answer of a claimed key.
+///
+/// # Errors
+/// Database errors.
+pub async fn store_answer(
+    conn: impl PgExecutor<'_>,
+    caller: &str,
+    key: &str,
+    status: u16,
+    body: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE caller = $1 AND key = $2",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(status as i16)
+    .bind(body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a claim whose request failed, so the caller may retry with the same key.
+///
+/// # Errors
+/// Database errors.
+pub async fn forget(conn: impl PgExecutor<'_>, caller: &str, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2")
+        .bind(caller)
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

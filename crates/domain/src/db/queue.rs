@@ -1,0 +1,57 @@
+//! What ops may see and do in the job queue (apalis keeps it in schema `apalis`): failed jobs,
+//! and putting one back.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use crate::error::Result;
+
+/// A job that failed for good (or is failing).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct FailedJob {
+    /// Job id.
+    pub id: String,
+    /// Queue.
+    pub queue: String,
+    /// `Failed` (will retry) or `Killed` (out of attempts).
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Attempt budget.
+    pub max_attempts: i32,
+    /// The last error.
+    pub last_result: Option<String>,
+    /// When it was due.
+    pub run_at: DateTime<Utc>,
+}
+
+/// Failed and killed jobs, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn failed(conn: impl PgExecutor<'_>, limit: i64) -> Result<Vec<FailedJob>> {
+    Ok(sqlx::query_as(
+        "SELECT id, job_type AS queue, status, attempts, max_attempts, last_result::text AS last_result, run_at
+         FROM apalis.jobs WHERE status IN ('Failed', 'Killed') ORDER BY run_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Puts a failed job back on its queue with a fresh attempt budget. False when no failed job
+/// has that id.
+///
+/// # Errors
+/// Database errors.
+pub async fn retry(conn: impl PgExecutor<'_>, id: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, lock_at = NULL, done_at = NULL
+         WHERE id = $1 AND status IN ('Failed', 'Killed')",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

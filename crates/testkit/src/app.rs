@@ -1,0 +1,228 @@
+//! End-to-end tests: the real API on a random port against a fresh database (from
+//! `#[sqlx::test]`), the in-process simulator upstream, and the real worker draining the job
+//! queue, with one helper per kind of request.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::auth::JwtVerifier;
+use api::catalog::CatalogCache;
+use api::{AppState, Application};
+use domain::Settings;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::oneshot;
+use wiro_sim::{Delays, SimConfig, SimServer};
+
+/// A running app.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The test database.
+    pub pool: PgPool,
+    /// Upstream.
+    pub sim: SimServer,
+    /// Settings in use.
+    pub settings: Arc<Settings>,
+    http: reqwest::Client,
+    _stop_worker: Option<oneshot::Sender<()>>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        tokio::spawn(async move { server.stop(false).await });
+    }
+}
+
+/// An answer: status, headers, body as JSON (or `Value::String` for non-JSON).
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body.
+    pub body: Value,
+}
+
+impl Answer {
+    /// The problem `code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    /// The content type.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The app with the worker running.
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(
+        pool,
+        SimConfig::with_account(crate::WIRO_KEY, 100_000.0),
+        |_| {},
+        true,
+    )
+    .await
+}
+
+/// The app with a custom simulator, settings tweak and optional worker.
+pub async fn spawn_app_with(
+    test_pool: PgPool,
+    mut sim_config: SimConfig,
+    tweak: impl FnOnce(&mut Settings),
+    with_worker: bool,
+) -> TestApp {
+    apalis_postgres::PostgresStorage::setup(&test_pool)
+        .await
+        .expect("apalis schema");
+    sim_config.delays = Delays::uniform(20);
+    let sim = SimServer::start(sim_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator");
+    let mut settings = crate::settings_for(&sim);
+    tweak(&mut settings);
+    let settings = Arc::new(settings);
+    let pool = PgPoolOptions::new()
+        .max_connections(40)
+        .connect_with((*test_pool.connect_options()).clone())
+        .await
+        .expect("pool");
+    let state = AppState {
+        pool: pool.clone(),
+        services: crate::services_shared(&pool, &settings, "api-test"),
+        jwt: JwtVerifier::new(&settings).expect("jwt"),
+        catalog: Arc::new(CatalogCache::new(settings.api.catalog_cache_ttl)),
+        settings: settings.clone(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app = Application::build(state, listener, 1).expect("app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let stop_worker = with_worker.then(|| {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let ctx = crate::services_shared(&pool, &settings, "e2e-worker");
+        tokio::spawn(worker::runner::run(ctx, async move {
+            let _ = stopped.await;
+        }));
+        stop
+    });
+    TestApp {
+        address,
+        pool,
+        sim,
+        settings,
+        http: reqwest::Client::new(),
+        _stop_worker: stop_worker,
+        server,
+    }
+}
+
+impl TestApp {
+    /// A customer token for `sub`.
+    pub fn customer_token(&self, sub: &str) -> String {
+        api::auth::mint(&self.settings, sub, None).expect("token")
+    }
+
+    /// An ops token.
+    pub fn ops_token(&self) -> String {
+        api::auth::mint(&self.settings, "ops-alice", Some("ops")).expect("token")
+    }
+
+    /// Sends a request; `body` as JSON when given.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::GET, path, Some(token), None, &[])
+            .await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.request(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.request(Method::PATCH, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::DELETE, path, Some(token), None, &[])
+            .await
+    }
+
+    /// Orders the seed template with its credential; returns the agent JSON (202 asserted).
+    pub async fn order_instagram(&self, token: &str) -> Value {
+        let answer = self
+            .post(
+                "/v1/agents",
+                token,
+                &serde_json::json!({"template": "instagram-manager", "plan": "starter", "title": "Shop bot",
+                                    "credentials": {"instagram": {"authMethod": "wiro"}}}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+        answer.body
+    }
+
+    /// Polls `GET /v1/agents/{id}` until `state` (fails after 30 s with the last answer).
+    pub async fn wait_for_state(&self, token: &str, id: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.get(&format!("/v1/agents/{id}"), token).await;
+            if answer.body["state"] == state {
+                return answer.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agent {id} never reached {state}: {:?}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
