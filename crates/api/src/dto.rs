@@ -66,8 +66,11 @@ pub struct SubscriptionView {
     pub status: Option<String>,
     /// End of the paid period.
     pub period_end: Option<DateTime<Utc>>,
-    /// The subscription ends at period end instead of renewing.
+    /// A cancellation is pending: the subscription ends at `cancels_at` instead of renewing.
+    /// (Wiro shows this nowhere; it is our record of the cancel.)
     pub cancel_at_period_end: bool,
+    /// When a cancelled subscription ends (or ended).
+    pub cancels_at: Option<DateTime<Utc>>,
 }
 
 /// Remaining credits.
@@ -88,7 +91,12 @@ impl AgentView {
             plan: instance.subscription_plan.clone(),
             status: instance.subscription_status.clone(),
             period_end: instance.subscription_period_end,
-            cancel_at_period_end: instance.cancel_at_period_end,
+            cancel_at_period_end: instance.cancel_at_period_end
+                && instance.subscription_status.as_deref() == Some("active"),
+            cancels_at: instance
+                .cancel_at_period_end
+                .then_some(instance.cancels_at)
+                .flatten(),
         });
         Self {
             id: instance.id.0,

@@ -135,8 +135,8 @@ impl ApiError {
                 tracing::error!(%reason, "upstream call not sent");
                 Self::new(
                     status(503),
-                    "upstream_not_configured",
-                    "the Wiro connection is not configured",
+                    "upstream_not_sent",
+                    "the call to Wiro was not sent, so nothing happened; try again",
                 )
             }
             E::Http { .. } | E::Connect { .. } | E::Transport { .. } => Self::new(
@@ -147,7 +147,8 @@ impl ApiError {
         }
     }
 
-    fn from_wiro(error: &WiroError, ops: bool) -> Self {
+    /// The answer to one of Wiro's typed refusals.
+    pub(crate) fn from_wiro(error: &WiroError, ops: bool) -> Self {
         use WiroError as W;
         let conflict = |code| Self::conflict(code, error.to_string());
         match error {

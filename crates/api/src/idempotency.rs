@@ -1,48 +1,83 @@
-//! `Idempotency-Key` on POSTs that create or spend. Per caller: the first request runs and its
-//! answer is stored; a replay gets the stored answer (`idempotent-replayed: true`); the same
-//! key with another request is refused (422); a replay while the first still runs gets 409.
-//! Keys expire after `api.idempotency_ttl`. A request that fails is forgotten so the caller can
-//! retry it with the same key (the money operations keep their own intent rows, so a retry
-//! cannot spend twice).
+//! `Idempotency-Key` on POSTs that create or spend. Per caller: the first request runs; a
+//! replay gets its answer (`idempotent-replayed: true`); the same key with another request is
+//! refused (422); a replay while the first still runs gets 409. Keys expire after
+//! `api.idempotency_ttl`.
+//!
+//! Through doubt: a request that started an upstream operation links the key to it in the
+//! intent's transaction. When Wiro's answer is lost the request answers `202` with
+//! `{"operation_id", "state": "in_doubt"}`, and every replay answers the same until the
+//! operation is settled, then the settled answer (success or refusal) — it never performs the
+//! call again. An order stores its answer in the order's own transaction. A request that failed
+//! before anything happened is forgotten, so the caller can correct and retry it with the same
+//! key; a claim that was never answered nor linked is released after a few minutes (its request
+//! died with its process before doing anything).
 
-use std::future::Future;
-
+use ::operations::protocol::KeyClaim;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use domain::db::{idempotency, operations};
+use domain::ids::OperationId;
+use domain::model::OperationState;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use domain::db::idempotency;
-
 use crate::error::{ApiError, ApiResult};
+use crate::settled;
 use crate::state::AppState;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
 
-/// A claim still without an answer after this long belongs to a request that died with its
-/// process (no request runs nearly this long); it is released so the caller can retry.
+/// A claim without an answer or an operation after this long belongs to a request that died
+/// with its process before doing anything: it is released so the caller can retry.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Runs `handler` at most once per (caller, key).
+/// The key a request runs under.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The caller (`customer:<ext>`, `ops:<sub>`).
+    pub caller: String,
+    /// The key.
+    pub key: String,
+}
+
+impl Claimed {
+    /// The claim as the protocol links it to an operation.
+    pub fn as_key(&self) -> KeyClaim<'_> {
+        KeyClaim {
+            caller: &self.caller,
+            key: &self.key,
+        }
+    }
+}
+
+/// What a handler answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Store this as the key's answer and send it.
+    Done(StatusCode, serde_json::Value),
+    /// The work stored the answer in its own transaction; send it.
+    Stored(StatusCode, serde_json::Value),
+    /// Wiro's answer was lost: the key stays linked to the operation.
+    InDoubt(OperationId),
+}
+
+/// Runs `handler` at most once per (caller, key). `customer` is the caller's external id when a
+/// customer calls (settled answers show the customer's agent).
 ///
 /// # Errors
-/// 400 for a malformed key, 422 for a reused key, 409 for a concurrent duplicate, or the
-/// handler's error.
-pub async fn run<F, Fut>(
+/// 400 for a malformed key, 422 for a reused key, 409 for a concurrent duplicate, a settled
+/// refusal, or the handler's error.
+pub async fn run(
     state: &AppState,
     caller: &str,
     req: &HttpRequest,
     body: &impl Serialize,
-    handler: F,
-) -> ApiResult<HttpResponse>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult<(StatusCode, serde_json::Value)>>,
-{
+    customer: &str,
+    handler: impl AsyncFnOnce(Option<Claimed>) -> ApiResult<Answer>,
+) -> ApiResult<HttpResponse> {
     let Some(key) = req.headers().get(HEADER) else {
-        let (status, body) = handler().await?;
-        return Ok(HttpResponse::build(status).json(body));
+        return respond(handler(None).await?);
     };
     let key = key
         .to_str()
@@ -63,7 +98,6 @@ where
     hasher.update(b"\n");
     hasher.update(serde_json::to_vec(body).map_err(anyhow::Error::from)?);
     let hash = hasher.finalize().to_vec();
-
     let ttl = state.settings.api.idempotency_ttl;
     for _ in 0..3 {
         if idempotency::claim(&state.pool, caller, &key, &hash, ttl).await? {
@@ -84,16 +118,22 @@ where
                 "this Idempotency-Key was used with a different request",
             ));
         }
-        let (Some(status), Some(response)) = (existing.status, existing.response) else {
-            return Err(ApiError::conflict(
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still being processed",
-            ));
+        let (status, body) = match (existing.status, existing.response, existing.operation_id) {
+            (Some(status), Some(response), _) => (
+                StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
+                response,
+            ),
+            (_, _, Some(operation)) => replay_operation(state, operation, customer).await?,
+            _ => {
+                return Err(ApiError::conflict(
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being processed",
+                ));
+            }
         };
-        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
         return Ok(HttpResponse::build(status)
             .insert_header(("idempotent-replayed", "true"))
-            .json(response));
+            .json(body));
     }
     Err(ApiError::conflict(
         "idempotency_in_progress",
@@ -101,24 +141,60 @@ where
     ))
 }
 
-async fn run_claimed<F, Fut>(
+/// The answer of the operation a key started: in doubt, or settled (settling it first when
+/// its lease is over).
+async fn replay_operation(
+    state: &AppState,
+    operation: OperationId,
+    customer: &str,
+) -> ApiResult<(StatusCode, serde_json::Value)> {
+    let op = operations::get(&state.pool, operation)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("operation {operation} of a stored key is missing"))?;
+    if op.state == OperationState::Calling && !op.lease_over {
+        // The first request is still waiting on Wiro.
+        return Err(ApiError::conflict(
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being processed",
+        ));
+    }
+    let op = if op.state.is_unresolved() && op.lease_over {
+        ::operations::settle::settle_one(&state.services, &op).await?;
+        operations::get(&state.pool, operation).await?.unwrap_or(op)
+    } else {
+        op
+    };
+    settled::answer(state, &op, customer).await
+}
+
+async fn run_claimed(
     state: &AppState,
     caller: &str,
     key: &str,
-    handler: F,
-) -> ApiResult<HttpResponse>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult<(StatusCode, serde_json::Value)>>,
-{
-    match handler().await {
-        Ok((status, body)) => {
+    handler: impl AsyncFnOnce(Option<Claimed>) -> ApiResult<Answer>,
+) -> ApiResult<HttpResponse> {
+    let claimed = Claimed {
+        caller: caller.to_owned(),
+        key: key.to_owned(),
+    };
+    match handler(Some(claimed)).await {
+        Ok(Answer::Done(status, body)) => {
             idempotency::store_answer(&state.pool, caller, key, status.as_u16(), &body).await?;
             Ok(HttpResponse::build(status).json(body))
         }
+        Ok(answer) => respond(answer),
         Err(error) => {
             idempotency::forget(&state.pool, caller, key).await?;
             Err(error)
         }
     }
+}
+
+fn respond(answer: Answer) -> ApiResult<HttpResponse> {
+    Ok(match answer {
+        Answer::Done(status, body) | Answer::Stored(status, body) => {
+            HttpResponse::build(status).json(body)
+        }
+        Answer::InDoubt(operation) => HttpResponse::Accepted().json(settled::in_doubt(operation)),
+    })
 }

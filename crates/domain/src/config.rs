@@ -3,6 +3,7 @@
 //! variables (`DATABASE_URL`, `WIRO_*`, `LOG_FORMAT`, `RUST_LOG`). Validated once at start-up;
 //! a bad value stops it with a message naming the key and what is allowed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+use crate::model::Pack;
 
 /// The defaults, documented.
 pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
@@ -39,6 +42,8 @@ pub struct Settings {
     pub schedules: ScheduleSettings,
     /// Billing policy.
     pub billing: BillingSettings,
+    /// The exactly-once protocol of consequential upstream calls.
+    pub operations: OperationSettings,
     /// Secrets at rest.
     pub security: SecuritySettings,
     /// Logging.
@@ -149,6 +154,22 @@ pub struct ProvisioningSettings {
     pub wait_running_inline: Duration,
     /// Start retries after Error.
     pub start_retries: u32,
+    /// The longest an agent may take to reach Running (or Stopped) before the order fails.
+    #[serde(with = "humantime_serde")]
+    pub start_deadline: Duration,
+    /// A Deploy that landed for an order already failed: `adopt` it (provisioning resumes) or
+    /// `cancel` its subscription (it never renews).
+    pub failed_deploy_policy: FailedDeployPolicy,
+}
+
+/// `provisioning.failed_deploy_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedDeployPolicy {
+    /// Take the instance and carry on provisioning.
+    Adopt,
+    /// Cancel its subscription at Wiro and leave the order failed.
+    Cancel,
 }
 
 /// `[worker]`.
@@ -188,6 +209,15 @@ pub struct ScheduleSettings {
     pub renewals: String,
     /// Top-up sweep.
     pub topups: String,
+    /// Settle sweep: unresolved operations past their lease.
+    pub settle: String,
+    /// Stuck sweep: orders in progress with no live job.
+    pub stuck: String,
+    /// An order in progress this long without a change and without a job is stuck.
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
+    /// Requeues of one stuck order before ops are alerted.
+    pub stuck_alert_after: i32,
     /// Renewal look-ahead.
     #[serde(with = "humantime_serde")]
     pub renewal_window: Duration,
@@ -210,11 +240,55 @@ pub struct BillingSettings {
     /// Top-up threshold (0 = off).
     pub topup_threshold: i64,
     /// Pack bought by top-up.
-    pub topup_pack: String,
+    pub topup_pack: Pack,
     /// Packs per customer per month.
     pub topup_monthly_cap: i64,
-    /// `alert` or `upgrade`.
-    pub starter_policy: String,
+    /// What a Starter instance below the threshold gets.
+    pub starter_policy: StarterPolicy,
+    /// Extra-credit packs as Wiro prices them, per template slug and pack. Wiro documents no
+    /// field carrying them, so the operator states them; a pack not listed is not sold.
+    pub packs: BTreeMap<String, BTreeMap<Pack, PackPrice>>,
+}
+
+impl BillingSettings {
+    /// The price of `pack` for `template_slug`, if the operator lists it.
+    pub fn pack(&self, template_slug: &str, pack: Pack) -> Option<PackPrice> {
+        self.packs.get(template_slug)?.get(&pack).copied()
+    }
+}
+
+/// What a pack costs at Wiro and the credits it adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackPrice {
+    /// Wiro's price, in cents.
+    pub price_cents: i64,
+    /// Extra credits it adds.
+    pub credits: i64,
+}
+
+/// `billing.starter_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StarterPolicy {
+    /// Raise an ops alert only.
+    Alert,
+    /// Upgrade to Pro.
+    Upgrade,
+}
+
+/// `[operations]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSettings {
+    /// How long only the caller may send or decide a billing call or message send.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// A lost call is "not applied" only after two checks this far apart found no trace.
+    #[serde(with = "humantime_serde")]
+    pub quiet_period: Duration,
+    /// Undecided evidence checks of one operation before ops are alerted.
+    pub alert_after_checks: i32,
 }
 
 /// `[security]`.
@@ -372,6 +446,8 @@ impl Settings {
             ("schedules.reconcile", &self.schedules.reconcile),
             ("schedules.renewals", &self.schedules.renewals),
             ("schedules.topups", &self.schedules.topups),
+            ("schedules.settle", &self.schedules.settle),
+            ("schedules.stuck", &self.schedules.stuck),
         ] {
             if let Err(e) = <cron::Schedule as std::str::FromStr>::from_str(expr) {
                 return bad(
@@ -380,16 +456,29 @@ impl Settings {
                 );
             }
         }
-        if !["package1", "package2", "package3"].contains(&self.billing.topup_pack.as_str()) {
+        for (slug, packs) in &self.billing.packs {
+            for (pack, price) in packs {
+                if price.price_cents <= 0 || price.credits <= 0 {
+                    return bad(
+                        &format!("billing.packs.{slug}.{pack}"),
+                        "price_cents and credits must both be greater than zero".into(),
+                    );
+                }
+            }
+        }
+        if self.operations.lease < self.wiro.timeout + Duration::from_secs(1) {
             return bad(
-                "billing.topup_pack",
-                "must be package1, package2 or package3".into(),
+                "operations.lease",
+                format!(
+                    "must exceed wiro.timeout ({:?}) by at least 1s: the call must end inside the lease",
+                    self.wiro.timeout
+                ),
             );
         }
-        if !["alert", "upgrade"].contains(&self.billing.starter_policy.as_str()) {
+        if self.operations.quiet_period.is_zero() || self.operations.alert_after_checks < 1 {
             return bad(
-                "billing.starter_policy",
-                "must be \"alert\" or \"upgrade\"".into(),
+                "operations.quiet_period / operations.alert_after_checks",
+                "must be greater than zero".into(),
             );
         }
         if self.billing.topup_threshold < 0 || self.billing.topup_monthly_cap < 0 {
@@ -484,6 +573,39 @@ mod tests {
             err.to_string().contains("security.credentials_key"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn pack_prices_are_typed_and_checked() {
+        let settings = Settings::defaults().unwrap();
+        let price = settings
+            .billing
+            .pack("instagram-manager", Pack::Package1)
+            .unwrap();
+        assert_eq!((price.price_cents, price.credits), (500, 1000));
+        assert!(
+            settings
+                .billing
+                .pack("internal-notes", Pack::Package1)
+                .is_none()
+        );
+        let err = with(
+            "billing.packs",
+            serde_json::json!({"x": {"package1": {"price_cents": 0, "credits": 5}}}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("billing.packs.x.package1"),
+            "{err}"
+        );
+        let err = with(
+            "billing.packs",
+            serde_json::json!({"x": {"package9": {"price_cents": 1, "credits": 5}}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("package9"), "{err}");
+        let err = with("billing.starter_policy", "maybe").unwrap_err();
+        assert!(err.to_string().contains("starter_policy"), "{err}");
     }
 
     #[test]

@@ -27,11 +27,21 @@ pub enum SweepKind {
     Renewals,
     /// Buy packs (or upgrade, or alert) below the credit threshold.
     Topups,
+    /// Settle operations whose answer was lost, once their lease is over.
+    Settle,
+    /// Hand orders stuck in progress (no job, no change) back to a job.
+    Stuck,
 }
 
 impl SweepKind {
     /// Every sweep.
-    pub const ALL: [SweepKind; 3] = [SweepKind::Reconcile, SweepKind::Renewals, SweepKind::Topups];
+    pub const ALL: [SweepKind; 5] = [
+        SweepKind::Reconcile,
+        SweepKind::Renewals,
+        SweepKind::Topups,
+        SweepKind::Settle,
+        SweepKind::Stuck,
+    ];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
@@ -39,6 +49,8 @@ impl SweepKind {
             SweepKind::Reconcile => "reconcile",
             SweepKind::Renewals => "renewals",
             SweepKind::Topups => "topups",
+            SweepKind::Settle => "settle",
+            SweepKind::Stuck => "stuck",
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* $variant),+
@@ -112,18 +112,22 @@ text_enum!(
 );
 
 text_enum!(
-    /// A kind of upstream call that creates something or moves money.
+    /// A consequential upstream call: it creates something, moves money or acts for a customer.
     OperationKind {
         /// UserAgent/Deploy.
         Deploy => "deploy",
-        /// RenewSubscription.
+        /// RenewSubscription on an expired subscription (charged).
         Renew => "renew",
+        /// RenewSubscription on an active subscription with a pending cancel (free).
+        UndoCancel => "undo_cancel",
         /// UpgradePlan.
         Upgrade => "upgrade",
         /// CreateExtraCreditCheckout.
         ExtraCredits => "extra_credits",
         /// CancelSubscription.
         Cancel => "cancel",
+        /// Message/Send: the agent acts on it (posts, replies).
+        MessageSend => "message_send",
     }
 );
 
@@ -142,6 +146,45 @@ text_enum!(
         NotFound => "not_found",
         /// Wiro refused it (nothing happened).
         Refused => "refused",
+        /// Never sent: its deadline (from the lease) had passed.
+        NotSent => "not_sent",
+    }
+);
+
+impl OperationState {
+    /// Still to be decided: `calling` or `unknown`.
+    pub fn is_unresolved(self) -> bool {
+        matches!(self, OperationState::Calling | OperationState::Unknown)
+    }
+
+    /// It happened upstream: `succeeded` or `adopted`.
+    pub fn happened(self) -> bool {
+        matches!(self, OperationState::Succeeded | OperationState::Adopted)
+    }
+}
+
+text_enum!(
+    /// Who asked for a cancellation, which decides who may take it back: a reactivation undoes
+    /// only a suspension's cancel; nothing of ours undoes a customer's or ops' cancel.
+    CancelSource {
+        /// The customer cancelled.
+        Customer => "customer",
+        /// Ops cancelled.
+        Ops => "ops",
+        /// Suspending or closing the customer cancelled it.
+        Suspension => "suspension",
+    }
+);
+
+text_enum!(
+    /// An extra-credit pack as Wiro names it.
+    Pack {
+        /// The first pack.
+        Package1 => "package1",
+        /// The second pack.
+        Package2 => "package2",
+        /// The third pack.
+        Package3 => "package3",
     }
 );
 
@@ -156,6 +199,8 @@ text_enum!(
         Renewal => "renewal",
         /// An extra-credit pack.
         ExtraCredits => "extra_credits",
+        /// A second instance one Deploy created by mistake: the operator's loss, cancelled.
+        DuplicateDeploy => "duplicate_deploy",
     }
 );
 

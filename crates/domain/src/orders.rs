@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::db::audit::{self, NewAudit};
 use crate::db::batches::{self, Batch};
 use crate::db::customers;
+use crate::db::idempotency::AnswerIn;
 use crate::db::instances::{self, Instance, NewInstance};
 use crate::error::{Error, Result};
 use crate::ids::{CustomerId, InstanceId};
@@ -88,7 +89,9 @@ fn new_instance(
     })
 }
 
-/// Creates the instance (`pending`), its provisioning job and an audit entry, atomically.
+/// Creates the instance (`pending`), its provisioning job, an audit entry and — with `answer`
+/// — the Idempotency-Key's answer, atomically: a key whose order committed always answers
+/// with it, so a late retry never orders twice.
 ///
 /// # Errors
 /// Database or queue errors; nothing is written on error.
@@ -99,6 +102,7 @@ pub async fn place_order(
     order: &Order,
     template: &ResolvedTemplate,
     actor: Actor<'_>,
+    answer: Option<&AnswerIn<'_, Instance>>,
 ) -> Result<Instance> {
     let row = new_instance(sealer, customer_id, order, template)?;
     let id = row.id;
@@ -120,6 +124,9 @@ pub async fn place_order(
     let instance = instances::get(&mut *tx, id)
         .await?
         .ok_or(Error::NotFound("instance"))?;
+    if let Some(answer) = answer {
+        answer.store(&mut *tx, &instance).await?;
+    }
     tx.commit().await?;
     Ok(instance)
 }

@@ -1,11 +1,22 @@
-//! What a Wiro instance record tells us, as a change to our row.
+//! What a Wiro instance record tells us, and the one place that writes it. [`record`] stores an
+//! observation under a row lock and, in the same transaction, books every renewal the new
+//! period end reveals (`renewal:<instance>:<period end>`): whichever path sees a new period end
+//! first — reconciliation, a sweep's refresh, a provisioning step, a billing call — books it,
+//! and no order of sweeps can lose or double a charge.
 
-use chrono::{DateTime, Utc};
-use domain::db::instances::Change;
-use wiro_client::models::{AgentStatus, UserAgent};
+use chrono::{DateTime, Duration, Utc};
+use domain::db::instances::{self, Change, Instance};
+use domain::db::ledger::{self, NewCharge};
+use domain::ids::InstanceId;
+use domain::model::ChargeKind;
+use sqlx::PgConnection;
+use wiro_client::models::{AgentStatus, Subscription, UserAgent};
 
-/// Status, setup, subscription and credits as observed upstream. Fields Wiro did not send
-/// are left alone.
+/// Length of a billing period (Wiro bills monthly; its periods are 30 days).
+pub const PERIOD: Duration = Duration::days(domain::forecast::PERIOD_DAYS);
+
+/// Status, setup and credits as observed upstream. Fields Wiro did not send are left alone.
+/// The subscription is not in here: only [`record`] writes it, booking what it reveals.
 pub fn observed(agent: &UserAgent) -> Change {
     let mut change = Change {
         wiro_status: Some(Some(agent.status.code() as i16)),
@@ -16,16 +27,6 @@ pub fn observed(agent: &UserAgent) -> Change {
     }
     if agent.configuration.is_some() {
         change.missing_credentials = Some(missing_credentials(agent));
-    }
-    if let Some(sub) = &agent.subscription {
-        change.subscription_plan = Some(Some(sub.plan.clone()));
-        change.subscription_status = Some(Some(sub.status.clone()));
-        change.subscription_period_end = Some(
-            sub.currentperiodend
-                .and_then(|t| DateTime::<Utc>::from_timestamp(t.0, 0)),
-        );
-        change.cancel_at_period_end = Some(sub.cancelatperiodend.unwrap_or(false));
-        change.subscription_amount_cents = Some(Some((sub.amount * 100.0).round() as i64));
     }
     if let Some(monthly) = agent.monthly_credits() {
         change.monthly_credits = Some(Some(monthly));
@@ -59,4 +60,308 @@ pub fn missing_credentials(agent: &UserAgent) -> Vec<String> {
         .collect();
     missing.sort();
     missing
+}
+
+/// Dollars as cents.
+pub fn cents(dollars: f64) -> i64 {
+    (dollars * 100.0).round() as i64
+}
+
+/// The end of a subscription's period as a time.
+pub fn period_end(sub: &Subscription) -> Option<DateTime<Utc>> {
+    sub.currentperiodend
+        .and_then(|t| DateTime::from_timestamp(t.0, 0))
+}
+
+/// What we had stored of a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// Paid until.
+    pub period_end: Option<DateTime<Utc>>,
+    /// Active (false: expired, or never seen).
+    pub active: bool,
+}
+
+/// What an observation does to the stored subscription.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionUpdate {
+    /// Take the observed plan, amount and status (false: the observation is older than ours).
+    pub write: bool,
+    /// The status to store.
+    pub active: bool,
+    /// The period end to store (never moves backwards).
+    pub period_end: Option<DateTime<Utc>>,
+    /// Period ends of renewals the observation reveals, each paid once.
+    pub renewals: Vec<DateTime<Utc>>,
+}
+
+/// Judges an observed subscription against the stored one.
+///
+/// - An older period end than ours is a stale read: nothing changes.
+/// - The same period end: an expiry sticks (a renewal would have moved the period end).
+/// - A later period end: renewals happened. From an active subscription, a whole number of
+///   periods later are Wiro's automatic renewals, one per period. Otherwise the subscription
+///   expired and was renewed explicitly (a renewal starts a period at the moment it is made):
+///   the periods ending at the observed end and every 30 days before it, back to the first
+///   that ends after our end plus one period, were paid.
+pub fn judge_subscription(
+    stored: StoredSubscription,
+    seen_end: Option<DateTime<Utc>>,
+    seen_active: bool,
+) -> SubscriptionUpdate {
+    let Some(seen) = seen_end else {
+        return SubscriptionUpdate {
+            write: true,
+            active: seen_active,
+            period_end: stored.period_end,
+            renewals: Vec::new(),
+        };
+    };
+    let Some(ours) = stored.period_end else {
+        return SubscriptionUpdate {
+            write: true,
+            active: seen_active,
+            period_end: Some(seen),
+            renewals: Vec::new(),
+        };
+    };
+    if seen < ours {
+        return SubscriptionUpdate {
+            write: false,
+            active: stored.active,
+            period_end: Some(ours),
+            renewals: Vec::new(),
+        };
+    }
+    if seen == ours {
+        return SubscriptionUpdate {
+            write: true,
+            active: stored.active && seen_active,
+            period_end: Some(ours),
+            renewals: Vec::new(),
+        };
+    }
+    let gap = seen - ours;
+    let whole = (gap.num_seconds() as f64 / PERIOD.num_seconds() as f64).round() as i32;
+    let renewals = if stored.active
+        && whole >= 1
+        && (gap - PERIOD * whole).num_seconds().abs() <= Duration::days(1).num_seconds()
+    {
+        (1..=whole).map(|n| ours + PERIOD * n).collect()
+    } else {
+        let beyond = (gap - PERIOD).num_seconds().max(0);
+        let count = (beyond + PERIOD.num_seconds() - 1) / PERIOD.num_seconds();
+        (0..count.max(1) as i32)
+            .map(|n| seen - PERIOD * n)
+            .rev()
+            .collect()
+    };
+    SubscriptionUpdate {
+        write: true,
+        active: seen_active,
+        period_end: Some(seen),
+        renewals,
+    }
+}
+
+/// Stores what `agent` shows about instance `id` together with `change` (the caller's own
+/// step, e.g. a new state), under a row lock, booking every renewal the observation reveals.
+/// With `fence`, nothing is written unless the row is still at that version (`None` returned).
+///
+/// # Errors
+/// Database errors.
+pub async fn record(
+    conn: &mut PgConnection,
+    id: InstanceId,
+    fence: Option<i64>,
+    agent: &UserAgent,
+    change: Change,
+) -> domain::Result<Option<Instance>> {
+    let Some(current) = instances::lock(&mut *conn, id).await? else {
+        return Ok(None);
+    };
+    if fence.is_some_and(|version| version != current.version) {
+        return Ok(None);
+    }
+    let mut merged = observed(agent);
+    overlay(&mut merged, change);
+    if let Some(sub) = &agent.subscription {
+        book_subscription(conn, &current, agent, sub, &mut merged).await?;
+    }
+    instances::update(&mut *conn, id, current.version, merged).await
+}
+
+/// [`record`] in a transaction of its own.
+///
+/// # Errors
+/// Database errors.
+pub async fn record_now(
+    pool: &sqlx::PgPool,
+    id: InstanceId,
+    fence: Option<i64>,
+    agent: &UserAgent,
+    change: Change,
+) -> domain::Result<Option<Instance>> {
+    let mut tx = pool.begin().await?;
+    let recorded = record(&mut tx, id, fence, agent, change).await?;
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+async fn book_subscription(
+    conn: &mut PgConnection,
+    current: &Instance,
+    agent: &UserAgent,
+    sub: &Subscription,
+    change: &mut Change,
+) -> domain::Result<()> {
+    let stored = StoredSubscription {
+        period_end: current.subscription_period_end,
+        active: current.subscription_status.as_deref() == Some("active"),
+    };
+    let update = judge_subscription(stored, period_end(sub), sub.is_active());
+    if !update.write {
+        return Ok(());
+    }
+    let amount = cents(sub.amount);
+    for end in &update.renewals {
+        ledger::record(
+            &mut *conn,
+            NewCharge {
+                customer_id: current.customer_id,
+                instance_id: current.id,
+                kind: ChargeKind::Renewal,
+                amount_cents: amount,
+                reference: ledger::renewal_reference(current.id, *end),
+                wiro_guid: Some(&agent.guid),
+                operation_id: None,
+                estimated: false,
+            },
+        )
+        .await?;
+    }
+    if !update.renewals.is_empty() && current.cancel_at_period_end {
+        // The subscription went on although we recorded a cancel: Wiro no longer holds it.
+        tracing::warn!(instance = %current.id, "renewed despite a recorded cancellation; clearing our record");
+        change.cancel_at_period_end = Some(false);
+        change.cancel_source = Some(None);
+        change.cancels_at = Some(None);
+    }
+    change.subscription_plan = Some(Some(sub.plan.clone()));
+    change.subscription_status = Some(Some(
+        if update.active { "active" } else { "expired" }.to_owned(),
+    ));
+    change.subscription_period_end = Some(update.period_end);
+    change.subscription_amount_cents = Some(Some(amount));
+    Ok(())
+}
+
+/// Lays `top` over `base`: every field `top` sets wins.
+fn overlay(base: &mut Change, top: Change) {
+    macro_rules! take {
+        ($($field:ident),+ $(,)?) => {
+            $(if top.$field.is_some() { base.$field = top.$field; })+
+        };
+    }
+    take!(
+        state,
+        desired_state,
+        wiro_guid,
+        wiro_status,
+        setup_required,
+        missing_credentials,
+        pending_config,
+        title,
+        plan,
+        subscription_plan,
+        subscription_status,
+        subscription_period_end,
+        cancel_at_period_end,
+        cancel_source,
+        cancels_at,
+        subscription_amount_cents,
+        monthly_credits,
+        extra_credits,
+        last_error,
+        failed_step,
+        step_failures,
+        error_restarts,
+        last_error_restart_at,
+        topup_armed,
+        requeues,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(days: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::days(days)
+    }
+
+    fn active(days: i64) -> StoredSubscription {
+        StoredSubscription {
+            period_end: Some(at(days)),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn whole_periods_after_an_active_end_are_automatic_renewals() {
+        let update = judge_subscription(active(30), Some(at(90)), true);
+        assert_eq!(update.renewals, vec![at(60), at(90)]);
+        assert_eq!(update.period_end, Some(at(90)));
+    }
+
+    #[test]
+    fn an_older_period_end_is_a_stale_read_and_changes_nothing() {
+        let update = judge_subscription(active(60), Some(at(30)), true);
+        assert!(!update.write);
+        assert!(update.renewals.is_empty());
+    }
+
+    #[test]
+    fn an_expiry_sticks_at_the_same_period_end() {
+        let expired = StoredSubscription {
+            period_end: Some(at(30)),
+            active: false,
+        };
+        let update = judge_subscription(expired, Some(at(30)), true);
+        assert!(!update.active);
+        assert!(update.renewals.is_empty());
+        assert!(!judge_subscription(active(30), Some(at(30)), false).active);
+    }
+
+    #[test]
+    fn a_renewal_after_expiry_is_one_charge_at_the_new_period_end() {
+        let expired = StoredSubscription {
+            period_end: Some(at(30)),
+            active: false,
+        };
+        let update = judge_subscription(expired, Some(at(41)), true);
+        assert_eq!(update.renewals, vec![at(41)]);
+        // Expired, renewed 11 days later (paid until day 71), then renewed automatically once.
+        let update = judge_subscription(expired, Some(at(101)), true);
+        assert_eq!(update.renewals, vec![at(71), at(101)]);
+    }
+
+    #[test]
+    fn an_odd_gap_from_an_active_end_is_an_unseen_expiry_and_renewal() {
+        let update = judge_subscription(active(30), Some(at(45)), true);
+        assert_eq!(update.renewals, vec![at(45)]);
+    }
+
+    #[test]
+    fn the_first_observation_books_nothing() {
+        let none = StoredSubscription {
+            period_end: None,
+            active: false,
+        };
+        assert!(
+            judge_subscription(none, Some(at(30)), true)
+                .renewals
+                .is_empty()
+        );
+    }
 }

@@ -98,6 +98,7 @@ async fn place(s: &Setup) -> domain::ids::InstanceId {
             name: "test",
             request_id: None,
         },
+        None,
     )
     .await
     .unwrap()

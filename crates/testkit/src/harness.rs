@@ -82,6 +82,7 @@ pub async fn order(h: &Harness, external: &str, slug: &str, config: PendingConfi
             name: "test",
             request_id: None,
         },
+        None,
     )
     .await
     .unwrap()
@@ -226,6 +227,7 @@ pub async fn running_order(
             name: "test",
             request_id: None,
         },
+        None,
     )
     .await
     .unwrap();

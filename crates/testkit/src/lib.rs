@@ -36,6 +36,8 @@ pub fn settings_for(sim: &SimServer) -> Settings {
     s.wiro.timeout = Duration::from_secs(2);
     s.wiro.connect_timeout = Duration::from_secs(1);
     s.provisioning.deploy_lease = Duration::from_secs(3);
+    s.operations.lease = Duration::from_secs(3);
+    s.operations.quiet_period = Duration::from_millis(500);
     s.provisioning.backoff_base = Duration::from_millis(50);
     s.provisioning.backoff_max = Duration::from_millis(400);
     s.provisioning.wait_running_inline = Duration::from_secs(5);

@@ -23,6 +23,8 @@ const BODY_SNIPPET: usize = 512;
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
+    /// No request is begun at or after this instant, and none outlives it (see [`Client::until`]).
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Client {
@@ -38,7 +40,28 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wiro-reseller/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            deadline: None,
+        })
+    }
+
+    /// A client (sharing connections with this one) that begins no request at or after
+    /// `deadline` — such a call fails with [`Error::NotSent`] — and gives every request at most
+    /// the time left until then.
+    ///
+    /// This is how a caller holding a lease makes sure it cannot send after the lease ran out:
+    /// derive `deadline` from the lease. A process frozen and woken after the deadline finds the
+    /// check below (before the request is built) or reqwest's own timeout (checked first on every
+    /// poll of the request) already expired. What remains is a process frozen inside the one poll
+    /// that writes the request, after both checks: microseconds, stated in
+    /// `docs/ARCHITECTURE.md`.
+    pub fn until(&self, deadline: tokio::time::Instant) -> Self {
+        Self {
+            deadline: Some(self.deadline.map_or(deadline, |d| d.min(deadline))),
+            ..self.clone()
+        }
     }
 
     /// Builds a client from `WIRO_*` environment variables (see [`ClientConfig::from_env`]).
@@ -135,21 +158,30 @@ impl Client {
         payload: &[u8],
     ) -> Result<Resp, Error> {
         let headers = self.headers(endpoint)?;
-        let response = self
-            .http
-            .post(url)
-            .headers(headers)
-            .body(payload.to_vec())
+        let mut request = self.http.post(url).headers(headers).body(payload.to_vec());
+        let mut timeout = self.config.timeout;
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::NotSent {
+                    endpoint,
+                    reason: "the caller's deadline passed before the request was sent".to_owned(),
+                });
+            }
+            timeout = timeout.min(left);
+            request = request.timeout(timeout);
+        }
+        let response = request
             .send()
             .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+            .map_err(|e| self.transport_error(endpoint, e, timeout))?;
         let status = response.status().as_u16();
         tracing::Span::current().record("http.status", status);
         let retry_after = parse_retry_after(response.headers());
         let body = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+            .map_err(|e| self.transport_error(endpoint, e, timeout))?;
         decode(endpoint, status, retry_after, &body)
     }
 
@@ -213,17 +245,19 @@ impl Client {
         Ok(headers)
     }
 
-    fn transport_error(&self, endpoint: Endpoint, error: reqwest::Error) -> Error {
+    fn transport_error(
+        &self,
+        endpoint: Endpoint,
+        error: reqwest::Error,
+        timeout: Duration,
+    ) -> Error {
         if error.is_connect() {
             Error::Connect {
                 endpoint,
                 source: error,
             }
         } else if error.is_timeout() {
-            Error::Timeout {
-                endpoint,
-                timeout: self.config.timeout,
-            }
+            Error::Timeout { endpoint, timeout }
         } else {
             Error::Transport {
                 endpoint,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Safety};
 use crate::wiro_error::WiroError;
 
 /// Whether a failed call can have changed anything upstream.
@@ -118,6 +118,15 @@ impl Error {
             // `result:false` with a 5xx is a server failure reported in Wiro's envelope: the
             // work may have started before it failed.
             Error::Api { status, .. } if *status >= 500 => Outcome::Unknown,
+            // On a spending endpoint only a refusal we recognise (the documented business
+            // errors, auth failures) proves nothing happened: an unknown message may report a
+            // failure after the work began.
+            Error::Api {
+                endpoint,
+                status,
+                error: WiroError::Other { .. },
+                ..
+            } if endpoint.safety() == Safety::Spending && *status != 401 => Outcome::Unknown,
             Error::Api { .. }
             | Error::RateLimited { .. }
             | Error::Connect { .. }
@@ -218,5 +227,38 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert_eq!(timeout.outcome(), Outcome::Unknown);
+    }
+
+    #[test]
+    fn an_unrecognised_refusal_is_in_doubt_on_a_spending_endpoint_only() {
+        let unknown = |endpoint, status| Error::Api {
+            endpoint,
+            status,
+            error: WiroError::Other {
+                code: Some(0),
+                message: "Something went wrong".into(),
+            },
+            others: vec![],
+        };
+        assert_eq!(
+            unknown(Endpoint::UpgradePlan, 200).outcome(),
+            Outcome::Unknown
+        );
+        assert_eq!(
+            unknown(Endpoint::MessageSend, 200).outcome(),
+            Outcome::Unknown
+        );
+        assert_eq!(
+            unknown(Endpoint::Deploy, 401).outcome(),
+            Outcome::NotApplied
+        );
+        assert_eq!(unknown(Endpoint::Start, 200).outcome(), Outcome::NotApplied);
+        let known = Error::Api {
+            endpoint: Endpoint::UpgradePlan,
+            status: 200,
+            error: WiroError::CannotDowngrade,
+            others: vec![],
+        };
+        assert_eq!(known.outcome(), Outcome::NotApplied);
     }
 }

@@ -77,6 +77,10 @@ pub struct Template {
     /// Categories.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// Render fields the docs do not show (the packs' prices): off unless the simulator was
+    /// asked for them.
+    #[serde(skip)]
+    pub undocumented_fields: bool,
     /// Prices.
     #[serde(default)]
     pub pricing: Pricing,
@@ -193,7 +197,11 @@ impl Template {
             out.insert(k.clone(), v.clone());
         }
         out.insert("categories".into(), json!(self.categories));
-        out.insert("pricing".into(), self.pricing.to_json(true));
+        // Wiro documents no field carrying the packs' prices; they stay inside unless asked for.
+        out.insert(
+            "pricing".into(),
+            self.pricing.to_json(self.undocumented_fields),
+        );
         out.insert("status".into(), json!(self.status));
         out
     }
@@ -269,6 +277,13 @@ impl Catalog {
             }
         }
         Ok(Self { templates })
+    }
+
+    /// Whether to render fields the docs do not show.
+    pub fn set_undocumented_fields(&mut self, on: bool) {
+        for t in &mut self.templates {
+            t.undocumented_fields = on;
+        }
     }
 
     /// By guid.

@@ -40,6 +40,10 @@ pub struct SimArgs {
     /// Milliseconds a message takes to be answered.
     #[arg(long, default_value_t = 500)]
     pub message_delay_ms: i64,
+    /// Also render fields Wiro does not document (`subscription.cancelatperiodend`,
+    /// `pricing.extracredits`), for experiments.
+    #[arg(long)]
+    pub undocumented_fields: bool,
 }
 
 impl SimArgs {
@@ -84,6 +88,7 @@ impl SimArgs {
         config.team_guid = self.team_guid.clone();
         config.catalog = catalog;
         config.delays = delays;
+        config.undocumented_fields = self.undocumented_fields;
         Ok(config)
     }
 }

@@ -17,6 +17,12 @@ pub enum FaultMode {
     /// Do the work, then wait `latency_ms` before answering (a caller killed or frozen in that
     /// window has spent the money without hearing so).
     StallResponse,
+    /// Close the connection without answering and do the work `latency_ms` later: an upstream
+    /// that applies a call after its caller gave up on it.
+    LateApply,
+    /// `UserAgent/MyAgents` hides instances created less than `latency_ms` ago (a list that
+    /// lags behind writes), for as long as the rule is set.
+    ListLag,
 }
 
 /// A rule as posted to `POST /admin/faults`.
@@ -61,10 +67,21 @@ impl FaultSpec {
                 "status must be an HTTP error status (400-599), got {s}"
             ));
         }
-        if matches!(self.mode, FaultMode::Latency | FaultMode::StallResponse)
-            && self.latency_ms.is_none()
+        if matches!(
+            self.mode,
+            FaultMode::Latency
+                | FaultMode::StallResponse
+                | FaultMode::LateApply
+                | FaultMode::ListLag
+        ) && self.latency_ms.is_none()
         {
-            return Err("latency_ms is required for modes latency and stall_response".into());
+            return Err(
+                "latency_ms is required for modes latency, stall_response, late_apply and list_lag"
+                    .into(),
+            );
+        }
+        if self.mode == FaultMode::ListLag && self.endpoint != "UserAgent/MyAgents" {
+            return Err("list_lag applies only to endpoint UserAgent/MyAgents".into());
         }
         Ok(())
     }
@@ -93,6 +110,10 @@ pub struct FaultPlan {
     pub drop_response: bool,
     /// Handle, then sleep before answering.
     pub stall_after_ms: u64,
+    /// Drop the connection now and handle the call this much later.
+    pub late_apply_ms: Option<u64>,
+    /// MyAgents hides instances younger than this.
+    pub list_lag_ms: u64,
 }
 
 /// The active rules.
@@ -134,8 +155,15 @@ impl Faults {
             if spec.endpoint != "*" && spec.endpoint != endpoint {
                 continue;
             }
-            let blocking = matches!(spec.mode, FaultMode::Error | FaultMode::DropResponse);
-            if blocking && (plan.error_status.is_some() || plan.drop_response) {
+            let blocking = matches!(
+                spec.mode,
+                FaultMode::Error | FaultMode::DropResponse | FaultMode::LateApply
+            );
+            if blocking
+                && (plan.error_status.is_some()
+                    || plan.drop_response
+                    || plan.late_apply_ms.is_some())
+            {
                 continue;
             }
             let fires = match (spec.count, spec.probability) {
@@ -157,6 +185,12 @@ impl Faults {
                 FaultMode::DropResponse => plan.drop_response = true,
                 FaultMode::StallResponse => {
                     plan.stall_after_ms += rule.spec.latency_ms.unwrap_or(0)
+                }
+                FaultMode::LateApply => {
+                    plan.late_apply_ms = Some(rule.spec.latency_ms.unwrap_or(0))
+                }
+                FaultMode::ListLag => {
+                    plan.list_lag_ms = plan.list_lag_ms.max(rule.spec.latency_ms.unwrap_or(0))
                 }
             }
         }
@@ -203,6 +237,22 @@ mod tests {
         assert_eq!(plan.error_status, Some(503));
         assert!(!plan.drop_response);
         assert!(faults.plan("Agent/List").drop_response);
+    }
+
+    #[test]
+    fn late_apply_blocks_like_a_drop_and_list_lag_only_fits_my_agents() {
+        let mut faults = Faults::default();
+        faults.add(spec("UserAgent/Deploy", FaultMode::LateApply, Some(1)));
+        faults.add(spec("UserAgent/Deploy", FaultMode::DropResponse, Some(1)));
+        let plan = faults.plan("UserAgent/Deploy");
+        assert_eq!(plan.late_apply_ms, Some(20));
+        assert!(!plan.drop_response);
+        let lag = spec("UserAgent/Detail", FaultMode::ListLag, None);
+        assert!(lag.validate().unwrap_err().contains("MyAgents"));
+        let mut faults = Faults::default();
+        faults.add(spec("UserAgent/MyAgents", FaultMode::ListLag, None));
+        assert_eq!(faults.plan("UserAgent/MyAgents").list_lag_ms, 20);
+        assert_eq!(faults.plan("UserAgent/MyAgents").list_lag_ms, 20);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct SimConfig {
     pub delays: Delays,
     /// Pause between webhook attempts (Wiro: 2 s).
     pub webhook_retry_delay: Duration,
+    /// Also render fields Wiro does not document (`subscription.cancelatperiodend`,
+    /// `pricing.extracredits`): for experiments, never for the reseller's tests.
+    pub undocumented_fields: bool,
 }
 
 impl SimConfig {
@@ -51,6 +54,7 @@ impl SimConfig {
             catalog: Catalog::default_catalog(),
             delays: Delays::default(),
             webhook_retry_delay: Duration::from_secs(2),
+            undocumented_fields: false,
         }
     }
 }
@@ -125,7 +129,10 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// A simulator in the state `config` describes.
     pub fn new(config: SimConfig) -> Self {
-        let mut world = World::new(config.catalog, config.delays);
+        let mut catalog = config.catalog;
+        catalog.set_undocumented_fields(config.undocumented_fields);
+        let mut world = World::new(catalog, config.delays);
+        world.undocumented_fields = config.undocumented_fields;
         for spec in config.accounts {
             world.accounts.insert(
                 spec.api_key.clone(),

@@ -174,3 +174,100 @@ async fn a_probability_of_zero_never_fires_and_one_always_fires() {
         .unwrap();
     assert!(c.list_agents(&AgentListRequest::default()).await.is_err());
 }
+
+/// Polls until `check` holds (fails after 5 s).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_late_apply_drops_the_answer_and_applies_the_deploy_later() {
+    let server = sim().await;
+    let c = client(&server);
+    server
+        .sim()
+        .add_fault(FaultSpec {
+            latency_ms: Some(300),
+            ..fault("UserAgent/Deploy", FaultMode::LateApply, None, Some(1))
+        })
+        .unwrap();
+    let err = c
+        .deploy(&DeployRequest::prepaid(SEED_GUID, "late one", "starter"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Unknown, "{err:?}");
+    // Right after the lost answer nothing exists upstream yet...
+    assert!(server.sim().instances().is_empty());
+    assert!(server.sim().ledger().is_empty());
+    // ...and then it does: once.
+    eventually("the late Deploy applies", || {
+        server.sim().instances().len() == 1
+    })
+    .await;
+    assert_eq!(server.sim().ledger().len(), 1);
+    assert_eq!(server.sim().call_counts()["UserAgent/Deploy"], 1);
+}
+
+#[tokio::test]
+async fn a_list_lag_hides_young_instances_from_my_agents_but_not_from_detail() {
+    let server = sim().await;
+    let c = client(&server);
+    server
+        .sim()
+        .add_fault(FaultSpec {
+            latency_ms: Some(400),
+            ..fault("UserAgent/MyAgents", FaultMode::ListLag, None, None)
+        })
+        .unwrap();
+    let agent = deploy_seed(&c, "starter").await;
+    assert!(c.my_agents(&Default::default()).await.unwrap().is_empty());
+    assert!(c.detail(&agent.guid).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let listed = c.my_agents(&Default::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].guid, agent.guid);
+}
+
+#[tokio::test]
+async fn a_client_past_its_deadline_sends_nothing_and_says_so() {
+    let server = sim().await;
+    let c = client(&server).until(tokio::time::Instant::now());
+    let err = c
+        .deploy(&DeployRequest::prepaid(SEED_GUID, "too late", "starter"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotSent { .. }), "{err:?}");
+    assert_eq!(err.outcome(), Outcome::NotApplied);
+    assert!(!server.sim().call_counts().contains_key("UserAgent/Deploy"));
+    assert!(server.sim().ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_deadline_bounds_the_whole_call_and_a_late_answer_is_in_doubt() {
+    let server = sim().await;
+    server
+        .sim()
+        .add_fault(FaultSpec {
+            latency_ms: Some(1_000),
+            ..fault("UserAgent/Deploy", FaultMode::StallResponse, None, Some(1))
+        })
+        .unwrap();
+    let started = Instant::now();
+    let c = client(&server).until(tokio::time::Instant::now() + Duration::from_millis(300));
+    let err = c
+        .deploy(&DeployRequest::prepaid(SEED_GUID, "slow", "starter"))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(err.outcome(), Outcome::Unknown);
+    assert_eq!(server.sim().ledger().len(), 1, "Wiro did the work");
+}

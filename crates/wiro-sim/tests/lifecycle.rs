@@ -295,10 +295,13 @@ async fn a_team_deploy_needs_membership_and_lists_under_the_team() {
             .unwrap()
             .is_empty()
     );
-    // Detail falls back to membership; billing needs the team context.
+    // Detail falls back to membership; billing and messaging need the team context, and the
+    // overview names the refusal word for word: "Agent not found".
     assert!(personal.detail(&agent.guid).await.is_ok());
     let err = personal.cancel_subscription(&agent.guid).await.unwrap_err();
-    assert_eq!(err.wiro(), Some(&WiroError::AgentBelongsToTeam));
+    assert_eq!(err.wiro(), Some(&WiroError::AgentNotFound));
+    let err = personal.message_sessions(&agent.guid).await.unwrap_err();
+    assert_eq!(err.wiro(), Some(&WiroError::AgentNotFound));
 
     let stranger_config = ClientConfig::new(
         &server.base_url(),

@@ -101,6 +101,8 @@ pub async fn run(
             (SweepKind::Reconcile, &schedules.reconcile),
             (SweepKind::Renewals, &schedules.renewals),
             (SweepKind::Topups, &schedules.topups),
+            (SweepKind::Settle, &schedules.settle),
+            (SweepKind::Stuck, &schedules.stuck),
         ] {
             let schedule = cron::Schedule::from_str(expr)
                 .map_err(|e| anyhow::anyhow!("schedules.{}: {e}", kind.as_str()))?;

@@ -42,12 +42,19 @@ async fn a_single_order_reaches_running_with_the_map_row_filled(pool: PgPool) {
     );
     assert_eq!(done.subscription_status.as_deref(), Some("active"));
     assert!(done.subscription_period_end.is_some());
-    // Deployed the way the mission asks: prepaid, unpinned, carrying our correlator.
+    // Deployed the way the mission asks: prepaid, unpinned, the customer's title untouched,
+    // and our correlator (the order and its Deploy operation) in the description.
     assert!(!upstream[0].pinned);
-    assert!(
+    assert_eq!(upstream[0].title, instance.title);
+    let deploy = &operations::for_instance(&h.pool, instance.id)
+        .await
+        .unwrap()[0];
+    assert_eq!(
         upstream[0]
-            .title
-            .ends_with(&format!("[wr:{}]", instance.id))
+            .description
+            .as_deref()
+            .and_then(instances::parse_description),
+        Some((instance.id, deploy.id))
     );
     assert_eq!(upstream[0].status, 4);
     assert_ledgers_match(&h).await;
@@ -156,6 +163,7 @@ async fn an_unknown_template_fails_with_agent_not_found(pool: PgPool) {
             name: "t",
             request_id: None,
         },
+        None,
     )
     .await
     .unwrap();
@@ -274,11 +282,15 @@ async fn an_intent_left_by_a_crashed_worker_is_resolved_upstream_before_any_new_
     // finds nothing, and only then is Deploy sent.
     let ghost = operations::begin(
         &h.pool,
-        instance.id,
-        domain::model::OperationKind::Deploy,
-        "dead-worker",
-        Duration::from_millis(300),
-        serde_json::json!({}),
+        operations::NewOperation {
+            instance: instance.id,
+            kind: domain::model::OperationKind::Deploy,
+            worker: "dead-worker",
+            actor: "worker:dead-worker",
+            request_id: None,
+            lease: Duration::from_millis(300),
+            detail: serde_json::json!({"title": instance.title}),
+        },
     )
     .await
     .unwrap()

@@ -168,7 +168,7 @@ async fn a_pro_agent_gets_one_pack_per_threshold_crossing_within_the_monthly_cap
     let (_stop, _worker) = spawn_worker(&h.ctx);
     let ctx = context_with(&h, "topup-worker", |s| {
         s.billing.topup_threshold = 2000;
-        s.billing.topup_pack = "package1".into();
+        s.billing.topup_pack = domain::model::Pack::Package1;
         s.billing.topup_monthly_cap = 2;
     });
     let agent = running_order(&h, "burner", "instagram-manager", Plan::Pro, instagram()).await;
@@ -205,11 +205,11 @@ async fn a_starter_agent_below_the_threshold_alerts_or_upgrades_as_configured(po
     let (_stop, _worker) = spawn_worker(&h.ctx);
     let alerting = context_with(&h, "alert-policy", |s| {
         s.billing.topup_threshold = 500;
-        s.billing.starter_policy = "alert".into();
+        s.billing.starter_policy = domain::config::StarterPolicy::Alert;
     });
     let upgrading = context_with(&h, "upgrade-policy", |s| {
         s.billing.topup_threshold = 500;
-        s.billing.starter_policy = "upgrade".into();
+        s.billing.starter_policy = domain::config::StarterPolicy::Upgrade;
     });
     let a = running_order(
         &h,
@@ -297,11 +297,17 @@ async fn drift_is_reported_an_orphan_upstream_and_a_row_whose_instance_is_gone(p
     let rogue = h
         .ctx
         .wiro
-        .deploy(&wiro_client::models::DeployRequest::prepaid(
-            "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
-            &domain::db::instances::upstream_title("Rogue", stranger),
-            "starter",
-        ))
+        .deploy(&wiro_client::models::DeployRequest {
+            description: Some(domain::db::instances::upstream_description(
+                stranger,
+                domain::ids::OperationId::new(),
+            )),
+            ..wiro_client::models::DeployRequest::prepaid(
+                "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+                "Rogue",
+                "starter",
+            )
+        })
         .await
         .unwrap();
     h.ctx

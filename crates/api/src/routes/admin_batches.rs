@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::OpsAuth;
 use crate::dto::{self, CredentialsInput, CustomSkillInput};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency;
+use crate::idempotency::{self, Answer};
 use crate::openapi::{AuthErrors, UpstreamErrors};
 use crate::pagination;
 use crate::state::AppState;
@@ -156,7 +156,7 @@ pub async fn create_batch(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let caller = ops.actor();
-    idempotency::run(&state, &caller, &req, &body, || async {
+    idempotency::run(&state, &caller, &req, &body, "", async |claim| {
         if body.items.is_empty() || body.items.len() > MAX_BATCH {
             return Err(ApiError::validation(format!(
                 "items: must hold 1 to {MAX_BATCH} orders"
@@ -202,10 +202,17 @@ pub async fn create_batch(
             name: &caller,
             request_id: ops.request_id.as_deref(),
         };
+        // Without a batch key of its own, the Idempotency-Key keys the batch: a retry whose first
+        // request committed finds the batch (even after the claim was released) and orders
+        // nothing twice.
+        let key = body
+            .key
+            .clone()
+            .or_else(|| claim.as_ref().map(|c| batch_key_of(&c.caller, &c.key)));
         let (batch, created) = orders::submit_batch(
             &state.pool,
             &state.services.sealer,
-            body.key.as_deref(),
+            key.as_deref(),
             &orders,
             actor,
         )
@@ -224,12 +231,22 @@ pub async fn create_batch(
         } else {
             StatusCode::OK
         };
-        Ok((
+        Ok(Answer::Done(
             status,
             serde_json::to_value(view).map_err(anyhow::Error::from)?,
         ))
     })
     .await
+}
+
+/// The batch key standing for an Idempotency-Key (keys are per caller; batch keys are global).
+fn batch_key_of(caller: &str, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{caller}\n{key}").as_bytes());
+    format!(
+        "idempotency:{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
+    )
 }
 
 /// A batch's progress: counts per state and a page of per-order states.

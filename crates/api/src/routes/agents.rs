@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use domain::agents;
+use domain::db::idempotency::AnswerIn;
 use domain::db::instances::{self, Instance, InstanceFilter};
 use domain::ids::InstanceId;
 use domain::model::DesiredState;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::CustomerAuth;
 use crate::dto::{self, AgentView, CredentialsInput, CustomSkillInput};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency;
+use crate::idempotency::{self, Answer};
 use crate::openapi::{AuthErrors, UpstreamErrors};
 use crate::pagination::{Page, PageQuery};
 use crate::state::AppState;
@@ -128,7 +129,8 @@ pub async fn create_agent(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let caller = auth.actor();
-    idempotency::run(&state, &caller, &req, &body, || async {
+    let customer = auth.customer.external_id.clone();
+    idempotency::run(&state, &caller, &req, &body, &customer, async |claim| {
         let plan = dto::plan("plan", &body.plan)?;
         let title = orders::validate_title(&body.title)?;
         let config = dto::pending_config("", body.credentials.clone(), body.custom_skills.clone())?;
@@ -141,6 +143,15 @@ pub async fn create_agent(
             title,
             config,
         };
+        let render = |i: &Instance| {
+            serde_json::to_value(AgentView::new(i.clone(), &customer)).unwrap_or_default()
+        };
+        let answer = claim.as_ref().map(|c| AnswerIn {
+            caller: &c.caller,
+            key: &c.key,
+            status: StatusCode::ACCEPTED.as_u16(),
+            render: &render,
+        });
         let instance = orders::place_order(
             &state.pool,
             &state.services.sealer,
@@ -148,13 +159,10 @@ pub async fn create_agent(
             &order,
             &template,
             actor(&caller, &auth),
+            answer.as_ref(),
         )
         .await?;
-        let view = AgentView::new(instance, &auth.customer.external_id);
-        Ok((
-            StatusCode::ACCEPTED,
-            serde_json::to_value(view).map_err(anyhow::Error::from)?,
-        ))
+        Ok(Answer::Stored(StatusCode::ACCEPTED, render(&instance)))
     })
     .await
 }

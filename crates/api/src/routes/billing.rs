@@ -4,7 +4,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use operations::billing::{self, BillingAction, BillingError};
+use chrono::{DateTime, Utc};
+use domain::db::instances::Instance;
+use domain::ids::OperationId;
+use domain::model::{CancelSource, Pack};
+use operations::billing::{self, ActionOutcome, ActionResult, BillingAction, BillingError};
+use operations::protocol::Requester;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -13,8 +18,9 @@ use super::agents::load;
 use crate::auth::CustomerAuth;
 use crate::dto::{AgentView, SubscriptionView};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency;
+use crate::idempotency::{self, Answer, Claimed};
 use crate::openapi::{AuthErrors, UpstreamErrors};
+use crate::settled::InDoubt;
 use crate::state::AppState;
 
 /// The subscription and what the customer may do with it.
@@ -35,12 +41,35 @@ pub struct SubscriptionDetails {
 /// The result of a billing action.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BillingResult {
-    /// `renewed`, `undo-cancel`, `upgraded`, `credits_added` or `cancelled`.
-    pub result: String,
+    /// The upstream operation that did it (absent when nothing had to be sent).
+    pub operation_id: Option<Uuid>,
+    /// `renewed`, `cancel_undone`, `upgraded`, `credits_added` or `cancelled`.
+    #[schema(value_type = String, example = "renewed")]
+    pub result: ActionResult,
     /// Cents charged to the operator's Wiro wallet for it.
     pub charged_cents: i64,
+    /// When a cancelled subscription ends.
+    pub cancels_at: Option<DateTime<Utc>>,
     /// The agent afterwards.
     pub agent: AgentView,
+}
+
+impl BillingResult {
+    /// From an outcome, its operation and the instance afterwards.
+    pub fn new(
+        outcome: &ActionOutcome,
+        operation: Option<OperationId>,
+        instance: Instance,
+        customer: &str,
+    ) -> Self {
+        Self {
+            operation_id: operation.map(|o| o.0),
+            result: outcome.result,
+            charged_cents: outcome.charged_cents,
+            cancels_at: outcome.cancels_at,
+            agent: AgentView::new(instance, customer),
+        }
+    }
 }
 
 /// A pack purchase.
@@ -66,24 +95,24 @@ fn allowed(state: &AppState) -> Vec<String> {
     .collect()
 }
 
-/// Maps a billing failure to the caller's answer.
+/// Maps a billing failure to the caller's answer (a lost answer is not a failure: see `act`).
 pub(crate) fn billing_error(error: BillingError, ops: bool) -> ApiError {
     match error {
         BillingError::NotDeployed => {
             ApiError::conflict("agent_not_deployed", "the agent is not deployed yet")
         }
-        BillingError::InFlight(kind) => ApiError::conflict(
+        BillingError::InFlight(flight) => ApiError::conflict(
             "billing_in_progress",
-            format!("another {kind} of this agent is in progress"),
+            format!("another {flight} change of this agent is in progress"),
         ),
+        BillingError::Pointless(code, detail) => ApiError::conflict(code, detail),
+        BillingError::PackNotOffered(pack, _) => ApiError::validation(format!(
+            "pack: {pack} is not offered for this agent's template"
+        )),
         BillingError::Refused(e) | BillingError::Upstream(e) => ApiError::upstream(&e, ops),
-        BillingError::Unknown(e) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
-            format!(
-                "Wiro's answer was lost and could not be checked yet; reconciliation will settle it ({e})"
-            ),
-        ),
+        BillingError::InDoubt(op) => ApiError::Internal(anyhow::anyhow!(
+            "operation {op} in doubt reached the error path"
+        )),
         BillingError::Internal(e) => ApiError::Internal(e),
     }
 }
@@ -131,26 +160,26 @@ async fn act(
         ));
     }
     let caller = auth.actor();
-    idempotency::run(&state, &caller, &req, &action, || async {
+    let customer = auth.customer.external_id.clone();
+    idempotency::run(&state, &caller, &req, &action, &customer, async |claim| {
         let instance = load(&state, &auth, id).await?;
-        let outcome = billing::perform(
-            &state.services,
-            &instance,
-            action.clone(),
-            &caller,
-            auth.request_id.as_deref(),
-        )
-        .await
-        .map_err(|e| billing_error(e, false))?;
-        let view = BillingResult {
-            result: outcome.result.to_owned(),
-            charged_cents: outcome.charged_cents,
-            agent: AgentView::new(outcome.instance, &auth.customer.external_id),
+        let who = Requester {
+            actor: &caller,
+            request_id: auth.request_id.as_deref(),
         };
-        Ok((
-            StatusCode::OK,
-            serde_json::to_value(view).map_err(anyhow::Error::from)?,
-        ))
+        let key = claim.as_ref().map(Claimed::as_key);
+        match billing::perform(&state.services, &instance, action, who, key).await {
+            Ok(done) => {
+                let view =
+                    BillingResult::new(&done.outcome, done.operation_id, done.instance, &customer);
+                Ok(Answer::Done(
+                    StatusCode::OK,
+                    serde_json::to_value(view).map_err(anyhow::Error::from)?,
+                ))
+            }
+            Err(BillingError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
+            Err(e) => Err(billing_error(e, false)),
+        }
     })
     .await
 }
@@ -162,10 +191,11 @@ async fn act(
     params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
     responses(
         (status = 200, description = "Upgraded.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow upgrades.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
-        (status = 409, description = "Already Pro, not deployed, or another action in progress.", body = Problem),
+        (status = 409, description = "Already Pro (`already_pro`), not deployed, or another action in progress.", body = Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -192,9 +222,10 @@ pub async fn upgrade(
 #[utoipa::path(
     tag = "billing",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Agent id.")),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
     responses(
         (status = 200, description = "Cancellation scheduled.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
         (status = 403, description = "The operator does not allow cancelling.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
         (status = 409, description = "Not deployed, or another action in progress.", body = Problem),
@@ -214,7 +245,9 @@ pub async fn cancel(
         state,
         req,
         id.into_inner(),
-        BillingAction::Cancel,
+        BillingAction::Cancel {
+            source: CancelSource::Customer,
+        },
         allowed,
     )
     .await
@@ -227,10 +260,11 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
     responses(
         (status = 200, description = "Renewed, or the cancellation taken back.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow renewing.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
-        (status = 409, description = "Already active, not deployed, or another action in progress.", body = Problem),
+        (status = 409, description = "Active with no cancellation to take back (`subscription_already_active`), not deployed, or another action in progress.", body = Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -261,11 +295,12 @@ pub async fn renew(
     request_body = BuyCredits,
     responses(
         (status = 200, description = "Credits added.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow buying packs.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
         (status = 409, description = "Starter plan, not deployed, or another purchase in progress.", body = Problem),
-        (status = 422, description = "Unknown pack.", body = Problem),
+        (status = 422, description = "Unknown pack, or a pack not offered for this template.", body = Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -277,12 +312,11 @@ pub async fn buy_credits(
     id: web::Path<Uuid>,
     body: web::Json<BuyCredits>,
 ) -> ApiResult<HttpResponse> {
-    let pack = body.into_inner().pack;
-    if !["package1", "package2", "package3"].contains(&pack.as_str()) {
-        return Err(ApiError::validation(
-            "pack: must be package1, package2 or package3",
-        ));
-    }
+    let pack: Pack = body
+        .into_inner()
+        .pack
+        .parse()
+        .map_err(|_| ApiError::validation("pack: must be package1, package2 or package3"))?;
     let allowed = state.settings.billing.allow_extra_credits;
     act(
         auth,

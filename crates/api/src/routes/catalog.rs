@@ -1,6 +1,10 @@
 //! `GET /v1/catalog`, `GET /v1/catalog/{slug}`: the templates on offer, with plans and prices.
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpResponse, get, web};
+use domain::config::PackPrice;
+use domain::model::Pack;
 use serde::Serialize;
 use utoipa::ToSchema;
 use wiro_client::models::CatalogAgent;
@@ -27,7 +31,7 @@ pub struct TemplateView {
     pub categories: Vec<String>,
     /// Plans with monthly prices and credits.
     pub plans: Vec<PriceView>,
-    /// Extra-credit packs (Pro only).
+    /// Extra-credit packs (Pro only), as the operator prices them.
     pub extra_credit_packs: Vec<PriceView>,
     /// Credential groups the agent uses (details only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +60,10 @@ pub struct CredentialGroupView {
     pub fields: Vec<String>,
 }
 
-fn view(agent: &CatalogAgent, with_credentials: bool) -> TemplateView {
+/// The packs the operator sells for a template (Wiro documents no field carrying them).
+type Packs = BTreeMap<Pack, PackPrice>;
+
+fn view(agent: &CatalogAgent, packs: &Packs, with_credentials: bool) -> TemplateView {
     let price = |name: &str, p: &wiro_client::models::PlanPrice| PriceView {
         name: name.to_owned(),
         price_cents: (p.price * 100.0).round() as i64,
@@ -99,11 +106,13 @@ fn view(agent: &CatalogAgent, with_credentials: bool) -> TemplateView {
         description: agent.description.clone(),
         categories: agent.categories.clone(),
         plans,
-        extra_credit_packs: agent
-            .pricing
-            .extracredits
+        extra_credit_packs: packs
             .iter()
-            .map(|(n, p)| price(n, p))
+            .map(|(pack, p)| PriceView {
+                name: pack.as_str().to_owned(),
+                price_cents: p.price_cents,
+                credits: p.credits,
+            })
             .collect(),
         credentials,
     }
@@ -121,7 +130,13 @@ fn view(agent: &CatalogAgent, with_credentials: bool) -> TemplateView {
 #[get("/catalog")]
 pub async fn list_catalog(_auth: AnyAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let list = state.catalog.list(state.wiro()).await?;
-    Ok(HttpResponse::Ok().json(list.iter().map(|a| view(a, false)).collect::<Vec<_>>()))
+    let none = Packs::new();
+    let packs = &state.settings.billing.packs;
+    Ok(HttpResponse::Ok().json(
+        list.iter()
+            .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), false))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One template, with the credential fields it needs.
@@ -149,5 +164,12 @@ pub async fn get_template(
     if agent.status != 1 {
         return Err(ApiError::not_found("template"));
     }
-    Ok(HttpResponse::Ok().json(view(&agent, true)))
+    let packs = state
+        .settings
+        .billing
+        .packs
+        .get(&agent.slug)
+        .cloned()
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(view(&agent, &packs, true)))
 }

@@ -6,19 +6,23 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
-use domain::db::messages;
+use domain::db::instances::Instance;
+use domain::db::messages as message_map;
 use domain::ids::InstanceId;
+use operations::messages::{self, SendError};
+use operations::protocol::Requester;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use wiro_client::models::{HistoryRequest, Message, MessageRef, SendMessageRequest};
+use wiro_client::models::{HistoryRequest, Message, MessageRef};
 
 use super::agents::load;
 use crate::auth::CustomerAuth;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency;
+use crate::idempotency::{self, Answer, Claimed};
 use crate::openapi::{AuthErrors, UpstreamErrors};
 use crate::pagination::{self, Page};
+use crate::settled::InDoubt;
 use crate::state::AppState;
 
 /// A message to send.
@@ -122,8 +126,11 @@ fn validate_session(session: &str) -> ApiResult<()> {
 }
 
 async fn deployed(state: &AppState, auth: &CustomerAuth, id: Uuid) -> ApiResult<String> {
-    let instance = load(state, auth, id).await?;
-    instance.wiro_guid.ok_or_else(|| {
+    deployed_guid(&load(state, auth, id).await?)
+}
+
+fn deployed_guid(instance: &Instance) -> ApiResult<String> {
+    instance.wiro_guid.clone().ok_or_else(|| {
         ApiError::conflict(
             "agent_not_running",
             format!(
@@ -140,15 +147,16 @@ async fn owned_message(
     agent: Uuid,
     message_id: &str,
 ) -> ApiResult<()> {
-    if messages::is_owned(&state.pool, message_id, InstanceId(agent), auth.customer.id).await? {
+    if message_map::is_owned(&state.pool, message_id, InstanceId(agent), auth.customer.id).await? {
         Ok(())
     } else {
         Err(ApiError::not_found("message"))
     }
 }
 
-/// Sends a message to a running agent. With an `Idempotency-Key`, a retried send reaches the
-/// agent once.
+/// Sends a message to a running agent, exactly once: with an `Idempotency-Key`, a retried
+/// send reaches the agent once, and a send whose answer Wiro lost answers `202` until it is
+/// settled (replay the key to learn the message id).
 #[utoipa::path(
     tag = "messages",
     security(("bearer" = [])),
@@ -156,6 +164,7 @@ async fn owned_message(
     request_body = SendMessage,
     responses(
         (status = 201, description = "Sent; read it for the answer.", body = SentMessage),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
         (status = 404, description = "No such agent.", body = Problem),
         (status = 409, description = "The agent is not running, or the Idempotency-Key is in use.", body = Problem),
         (status = 422, description = "Invalid message, or a reused Idempotency-Key.", body = Problem),
@@ -173,7 +182,8 @@ pub async fn send_message(
     let id = id.into_inner();
     let body = body.into_inner();
     let caller = auth.actor();
-    idempotency::run(&state, &caller, &req, &body, || async {
+    let customer = auth.customer.external_id.clone();
+    idempotency::run(&state, &caller, &req, &body, &customer, async |claim| {
         if body.message.trim().is_empty() || body.message.chars().count() > 32_000 {
             return Err(ApiError::validation(
                 "message: must be 1 to 32000 characters",
@@ -181,34 +191,41 @@ pub async fn send_message(
         }
         let session = body.session.clone().unwrap_or_else(|| "default".to_owned());
         validate_session(&session)?;
-        let guid = deployed(&state, &auth, id).await?;
-        let sent = state
-            .wiro()
-            .send_message(&SendMessageRequest {
-                useragentguid: guid,
-                message: body.message.clone(),
-                sessionkey: Some(session.clone()),
-                callbackurl: None,
-            })
-            .await
-            .map_err(|e| ApiError::upstream(&e, false))?;
-        messages::record(
-            &state.pool,
-            &sent.messageguid,
-            InstanceId(id),
-            auth.customer.id,
-            &session,
-        )
-        .await?;
-        let view = SentMessage {
-            id: sent.messageguid,
-            status: sent.status.as_str().to_owned(),
-            session,
+        let instance = load(&state, &auth, id).await?;
+        let guid = deployed_guid(&instance)?;
+        let who = Requester {
+            actor: &caller,
+            request_id: auth.request_id.as_deref(),
         };
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(view).map_err(anyhow::Error::from)?,
-        ))
+        let key = claim.as_ref().map(Claimed::as_key);
+        match messages::send(
+            &state.services,
+            &instance,
+            &guid,
+            &session,
+            &body.message,
+            who,
+            key,
+        )
+        .await
+        {
+            Ok((_, sent)) => {
+                let view = SentMessage {
+                    id: sent.message_id,
+                    status: "agent_queue".into(),
+                    session: sent.session,
+                };
+                Ok(Answer::Done(
+                    StatusCode::CREATED,
+                    serde_json::to_value(view).map_err(anyhow::Error::from)?,
+                ))
+            }
+            Err(SendError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
+            Err(SendError::Refused(e) | SendError::Upstream(e)) => {
+                Err(ApiError::upstream(&e, false))
+            }
+            Err(SendError::Internal(e)) => Err(e.into()),
+        }
     })
     .await
 }
@@ -397,6 +414,6 @@ pub async fn delete_session(
         .delete_session(&guid, &session)
         .await
         .map_err(|e| ApiError::upstream(&e, false))?;
-    messages::forget_session(&state.pool, InstanceId(id), &session).await?;
+    message_map::forget_session(&state.pool, InstanceId(id), &session).await?;
     Ok(HttpResponse::NoContent().finish())
 }

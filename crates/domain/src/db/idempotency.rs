@@ -16,8 +16,41 @@ pub struct StoredKey {
     pub response: Option<serde_json::Value>,
     /// Past its retention.
     pub expired: bool,
-    /// Claimed long ago and never answered: its request died with its process.
+    /// Claimed long ago, never answered and never linked to an operation: its request died
+    /// with its process before doing anything.
     pub abandoned: bool,
+    /// The upstream operation the request started: the key answers from it.
+    pub operation_id: Option<crate::ids::OperationId>,
+}
+
+/// An answer to store with a claimed key inside the transaction of the work it answers for,
+/// so a key whose work committed always has its answer (and is never released).
+pub struct AnswerIn<'a, T> {
+    /// The key's owner.
+    pub caller: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// HTTP status.
+    pub status: u16,
+    /// The body, from what the work created.
+    pub render: &'a (dyn Fn(&T) -> serde_json::Value + Send + Sync),
+}
+
+impl<T> AnswerIn<'_, T> {
+    /// Stores the answer for `made` on `conn` (the work's transaction).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn store(&self, conn: impl PgExecutor<'_>, made: &T) -> Result<()> {
+        store_answer(
+            conn,
+            self.caller,
+            self.key,
+            self.status,
+            &(self.render)(made),
+        )
+        .await
+    }
 }
 
 /// Claims `key` for `caller`; false when it is already taken.
@@ -55,8 +88,10 @@ pub async fn find(
     abandoned_after: std::time::Duration,
 ) -> Result<Option<StoredKey>> {
     Ok(sqlx::query_as(
-        "SELECT request_hash, status, response, expires_at < now() AS expired,
-                status IS NULL AND created_at < now() - $3 * interval '1 millisecond' AS abandoned
+        "SELECT request_hash, status, response, operation_id,
+                expires_at < now() AND (operation_id IS NULL OR status IS NOT NULL) AS expired,
+                status IS NULL AND operation_id IS NULL
+                    AND created_at < now() - $3 * interval '1 millisecond' AS abandoned
          FROM idempotency_keys WHERE caller = $1 AND key = $2",
     )
     .bind(caller)
@@ -66,7 +101,8 @@ pub async fn find(
     .await?)
 }
 
-/// Deletes the key if it expired or was abandoned, so it can be claimed again.
+/// Deletes the key if it expired or was abandoned, so it can be claimed again. A key linked to
+/// an operation that has no stored answer yet (still in doubt) is never deleted.
 ///
 /// # Errors
 /// Database errors.
@@ -78,7 +114,9 @@ pub async fn release_stale(
 ) -> Result<()> {
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2
-           AND (expires_at < now() OR (status IS NULL AND created_at < now() - $3 * interval '1 millisecond'))",
+           AND ((expires_at < now() AND (operation_id IS NULL OR status IS NOT NULL))
+                OR (status IS NULL AND operation_id IS NULL
+                    AND created_at < now() - $3 * interval '1 millisecond'))",
     )
     .bind(caller)
     .bind(key)
@@ -119,6 +157,27 @@ pub async fn forget(conn: impl PgExecutor<'_>, caller: &str, key: &str) -> Resul
     sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2")
         .bind(caller)
         .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Links a claimed key to the upstream operation its request started (in the intent's
+/// transaction): the key then answers from the operation and is never released while it is
+/// unresolved.
+///
+/// # Errors
+/// Database errors.
+pub async fn link_operation(
+    conn: impl PgExecutor<'_>,
+    caller: &str,
+    key: &str,
+    operation: crate::ids::OperationId,
+) -> Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET operation_id = $3 WHERE caller = $1 AND key = $2")
+        .bind(caller)
+        .bind(key)
+        .bind(operation)
         .execute(conn)
         .await?;
     Ok(())

@@ -6,8 +6,8 @@ use serde::Serialize;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
 use crate::error::{Error, Result};
-use crate::ids::{CustomerId, InstanceId};
-use crate::model::{DesiredState, InstanceState, Plan};
+use crate::ids::{CustomerId, InstanceId, OperationId};
+use crate::model::{CancelSource, DesiredState, InstanceState, Plan};
 
 /// An instance row.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -50,8 +50,16 @@ pub struct Instance {
     pub subscription_status: Option<String>,
     /// End of the paid period.
     pub subscription_period_end: Option<DateTime<Utc>>,
-    /// Cancellation scheduled at period end.
+    /// A cancellation we made is pending (or took effect): Wiro shows this nowhere, so it is
+    /// our own record, set by our Cancel and cleared by our undo or explicit renewal.
     pub cancel_at_period_end: bool,
+    /// Who asked for the cancellation.
+    #[sqlx(try_from = "Option<String>")]
+    pub cancel_source: OptionalCancelSource,
+    /// When the cancelled subscription ends (Wiro's `cancelsAt`).
+    pub cancels_at: Option<DateTime<Utc>>,
+    /// What the subscription costs per period, in cents, as last observed.
+    pub subscription_amount_cents: Option<i64>,
     /// Monthly credits left.
     pub monthly_credits: Option<i64>,
     /// Extra credits left.
@@ -68,6 +76,10 @@ pub struct Instance {
     pub last_error_restart_at: Option<DateTime<Utc>>,
     /// True while credits are above the top-up threshold.
     pub topup_armed: bool,
+    /// Times the stuck sweep handed it back to a job.
+    pub requeues: i32,
+    /// When `state` last changed.
+    pub state_changed_at: DateTime<Utc>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -76,40 +88,51 @@ pub struct Instance {
     pub version: i64,
 }
 
+/// A nullable [`CancelSource`] column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OptionalCancelSource(pub Option<CancelSource>);
+
+impl TryFrom<Option<String>> for OptionalCancelSource {
+    type Error = String;
+    fn try_from(value: Option<String>) -> std::result::Result<Self, String> {
+        value
+            .map(|s| s.parse())
+            .transpose()
+            .map(OptionalCancelSource)
+    }
+}
+
 impl Instance {
-    /// The tag in the upstream title that identifies this order: `[wr:<id>]`.
-    pub fn correlator(&self) -> String {
-        correlator(self.id)
-    }
-
-    /// The title sent to Wiro: the customer's title plus the correlator.
-    pub fn upstream_title(&self) -> String {
-        upstream_title(&self.title, self.id)
+    /// Who asked for the pending cancellation, if one is recorded.
+    pub fn cancelled_by(&self) -> Option<CancelSource> {
+        self.cancel_at_period_end
+            .then_some(self.cancel_source.0)
+            .flatten()
     }
 }
 
-/// `[wr:<instance id>]`.
-pub fn correlator(id: InstanceId) -> String {
-    format!("[wr:{id}]")
+/// The upstream description of a Deploy: names the order and, as `[wr:<operation id>]`, the
+/// Deploy operation (the correlator). Customers cannot edit descriptions through us, and
+/// chatting with the agent never shows it (the title does, so the title stays theirs).
+pub fn upstream_description(instance: InstanceId, operation: OperationId) -> String {
+    format!("wiro-reseller order {instance} [wr:{operation}]")
 }
 
-/// The title sent to Wiro.
-pub fn upstream_title(title: &str, id: InstanceId) -> String {
-    format!("{title} {}", correlator(id))
-}
-
-/// Reads our instance id back from an upstream title, if it carries a correlator.
-pub fn parse_correlator(upstream_title: &str) -> Option<InstanceId> {
-    let start = upstream_title.rfind("[wr:")? + 4;
-    let end = start + upstream_title[start..].find(']')?;
-    upstream_title[start..end].parse().ok()
+/// Reads the order and the Deploy operation back from an upstream description.
+pub fn parse_description(description: &str) -> Option<(InstanceId, OperationId)> {
+    let rest = &description[description.find("wiro-reseller order ")? + 20..];
+    let (instance, rest) = rest.split_once(' ')?;
+    let start = rest.find("[wr:")? + 4;
+    let end = start + rest[start..].find(']')?;
+    Some((instance.parse().ok()?, rest[start..end].parse().ok()?))
 }
 
 const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
     wiro_guid, state, desired_state, wiro_status, setup_required, missing_credentials, \
     pending_config, subscription_plan, subscription_status, subscription_period_end, \
-    cancel_at_period_end, subscription_amount_cents, monthly_credits, extra_credits, last_error, failed_step, \
-    step_failures, error_restarts, last_error_restart_at, topup_armed, created_at, updated_at, version";
+    cancel_at_period_end, cancel_source, cancels_at, subscription_amount_cents, monthly_credits, \
+    extra_credits, last_error, failed_step, step_failures, error_restarts, last_error_restart_at, \
+    topup_armed, requeues, state_changed_at, created_at, updated_at, version";
 
 /// What an order creates.
 #[derive(Clone, Debug)]
@@ -243,7 +266,7 @@ pub async fn count_by_state(conn: impl PgExecutor<'_>) -> Result<Vec<(String, i6
 }
 
 /// A partial update; `None` leaves a column alone. `Some(None)` clears a nullable column.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Change {
     /// New state.
     pub state: Option<InstanceState>,
@@ -269,8 +292,12 @@ pub struct Change {
     pub subscription_status: Option<Option<String>>,
     /// Period end.
     pub subscription_period_end: Option<Option<DateTime<Utc>>>,
-    /// Pending cancel.
+    /// Our cancellation record (set by our Cancel, cleared by our undo or renewal).
     pub cancel_at_period_end: Option<bool>,
+    /// Who cancelled.
+    pub cancel_source: Option<Option<CancelSource>>,
+    /// When the cancelled subscription ends.
+    pub cancels_at: Option<Option<DateTime<Utc>>>,
     /// Subscription price.
     pub subscription_amount_cents: Option<Option<i64>>,
     /// Monthly credits.
@@ -289,9 +316,16 @@ pub struct Change {
     pub last_error_restart_at: Option<Option<DateTime<Utc>>>,
     /// Top-up armed.
     pub topup_armed: Option<bool>,
+    /// Stuck-sweep requeue counter.
+    pub requeues: Option<i32>,
 }
 
 impl Change {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Moves to `state`, clearing the error and the failure counter.
     pub fn to(state: InstanceState) -> Self {
         Self {
@@ -323,6 +357,17 @@ pub async fn update(
             }
         };
     }
+    if let Some(state) = change.state {
+        q.push(", state_changed_at = CASE WHEN state = ")
+            .push_bind(state.as_str())
+            .push(" THEN state_changed_at ELSE now() END");
+        if change.requeues.is_none() {
+            // A new state is progress: the stuck sweep's count starts again.
+            q.push(", requeues = CASE WHEN state = ")
+                .push_bind(state.as_str())
+                .push(" THEN requeues ELSE 0 END");
+        }
+    }
     set!("state", change.state.map(InstanceState::as_str));
     set!(
         "desired_state",
@@ -340,6 +385,11 @@ pub async fn update(
     set!("subscription_period_end", change.subscription_period_end);
     set!("cancel_at_period_end", change.cancel_at_period_end);
     set!(
+        "cancel_source",
+        change.cancel_source.map(|c| c.map(CancelSource::as_str))
+    );
+    set!("cancels_at", change.cancels_at);
+    set!(
         "subscription_amount_cents",
         change.subscription_amount_cents
     );
@@ -351,6 +401,7 @@ pub async fn update(
     set!("error_restarts", change.error_restarts);
     set!("last_error_restart_at", change.last_error_restart_at);
     set!("topup_armed", change.topup_armed);
+    set!("requeues", change.requeues);
     q.push(" WHERE id = ").push_bind(id);
     q.push(" AND version = ").push_bind(version);
     q.push(" RETURNING ").push(COLUMNS);
@@ -358,7 +409,9 @@ pub async fn update(
 }
 
 /// Deployed instances whose subscription needs the renewal sweep: expired, ending within
-/// `horizon`, or with a pending cancellation (to undo or keep, depending on the customer).
+/// `horizon`, or holding a suspension's cancellation (to take back once the customer is active
+/// again). An expired subscription a customer or ops cancelled, whose agent is stopped, needs
+/// nothing more.
 ///
 /// # Errors
 /// Database errors.
@@ -369,11 +422,37 @@ pub async fn renewal_candidates(
     let sql = format!(
         "SELECT {COLUMNS} FROM instances
          WHERE wiro_guid IS NOT NULL AND state NOT IN ('failed', 'pending', 'deploying')
-           AND (subscription_status = 'expired' OR cancel_at_period_end OR subscription_period_end <= $1)
+           AND (subscription_status = 'expired' OR subscription_period_end <= $1
+                OR (cancel_at_period_end AND cancel_source = 'suspension'))
+           AND NOT (subscription_status = 'expired' AND cancel_at_period_end
+                    AND cancel_source IN ('customer', 'ops') AND state = 'stopped')
          ORDER BY subscription_period_end NULLS FIRST, id"
     );
     Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
         .bind(horizon)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Instances in progress (pending, deploying, configuring, starting, stopping) that have not
+/// changed for `idle` (database clock), oldest change first.
+///
+/// # Errors
+/// Database errors.
+pub async fn idle_in_progress(
+    conn: impl PgExecutor<'_>,
+    idle: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Instance>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM instances
+         WHERE state IN ('pending', 'deploying', 'configuring', 'starting', 'stopping')
+           AND updated_at < now() - $1 * interval '1 millisecond'
+         ORDER BY updated_at, id LIMIT $2"
+    );
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(idle.as_millis() as f64)
+        .bind(limit)
         .fetch_all(conn)
         .await?)
 }
@@ -389,8 +468,11 @@ pub async fn deployed(conn: impl PgExecutor<'_>) -> Result<Vec<Instance>> {
         .await?)
 }
 
-/// Records the Wiro guid of a fresh deploy and moves to `configuring` — only if no guid is
-/// recorded yet (the instance is deployed at most once). False when one already is.
+/// Records the Wiro guid of a fresh deploy and moves to `next` (`configuring`, or `failed`
+/// when the order was given up meanwhile) — only if no guid is recorded yet (the instance is
+/// deployed at most once). `paid_until` is the end of the period the Deploy paid for, so a
+/// renewal that happened before we first looked is still seen as one. False when a guid is
+/// already recorded.
 ///
 /// # Errors
 /// Database errors (a guid already mapped to another instance is a unique violation).
@@ -399,19 +481,50 @@ pub async fn set_deployed(
     id: InstanceId,
     wiro_guid: &str,
     wiro_status: i16,
+    paid_until: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE instances
-         SET wiro_guid = $2, wiro_status = $3, state = 'configuring', last_error = NULL,
-             failed_step = NULL, step_failures = 0, version = version + 1, updated_at = now()
+         SET wiro_guid = $2, wiro_status = $3,
+             state = CASE WHEN state = 'failed' THEN 'failed' ELSE 'configuring' END,
+             state_changed_at = now(), step_failures = 0, version = version + 1, updated_at = now(),
+             last_error = CASE WHEN state = 'failed' THEN last_error END,
+             failed_step = CASE WHEN state = 'failed' THEN failed_step END,
+             subscription_period_end = COALESCE(subscription_period_end, $4),
+             subscription_status = COALESCE(subscription_status, CASE WHEN $4 IS NULL THEN NULL ELSE 'active' END)
          WHERE id = $1 AND wiro_guid IS NULL",
     )
     .bind(id)
     .bind(wiro_guid)
     .bind(wiro_status)
+    .bind(paid_until)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The instance, locked for the rest of the transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock(conn: impl PgExecutor<'_>, id: InstanceId) -> Result<Option<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE id = $1 FOR UPDATE");
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The instance mapped to `wiro_guid`, if any.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_wiro_guid(conn: impl PgExecutor<'_>, wiro_guid: &str) -> Result<Option<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE wiro_guid = $1");
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(wiro_guid)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Loads, then retries `change` on the newest version until it applies or `decide` declines.
@@ -443,11 +556,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_correlator_round_trips_through_an_upstream_title() {
-        let id = InstanceId::new();
-        let title = upstream_title("Shop bot [wr:nonsense]", id);
-        assert_eq!(parse_correlator(&title), Some(id));
-        assert_eq!(parse_correlator("no tag here"), None);
-        assert_eq!(parse_correlator("[wr:not-a-uuid]"), None);
+    fn the_correlator_round_trips_through_an_upstream_description() {
+        let (instance, op) = (InstanceId::new(), OperationId::new());
+        let description = upstream_description(instance, op);
+        assert_eq!(parse_description(&description), Some((instance, op)));
+        assert_eq!(parse_description("the operator's own agent"), None);
+        assert_eq!(
+            parse_description("wiro-reseller order x [wr:not-a-uuid]"),
+            None
+        );
     }
 }

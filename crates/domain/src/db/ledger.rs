@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 
 use crate::error::Result;
-use crate::ids::{CustomerId, InstanceId};
+use crate::ids::{CustomerId, InstanceId, OperationId};
 use crate::model::ChargeKind;
 
 /// A ledger row.
@@ -26,6 +26,10 @@ pub struct LedgerEntry {
     pub reference: String,
     /// Upstream guid.
     pub wiro_guid: Option<String>,
+    /// The operation that caused it (automatic renewals have none).
+    pub operation_id: Option<OperationId>,
+    /// The amount is our computation, not Wiro's answer.
+    pub estimated: bool,
     /// When recorded.
     pub created_at: DateTime<Utc>,
 }
@@ -45,11 +49,36 @@ pub struct NewCharge<'a> {
     pub reference: String,
     /// Upstream guid.
     pub wiro_guid: Option<&'a str>,
+    /// The operation that caused it.
+    pub operation_id: Option<OperationId>,
+    /// The amount is our computation, not Wiro's answer.
+    pub estimated: bool,
 }
 
 /// The reference of an instance's deploy charge.
 pub fn deploy_reference(instance: InstanceId) -> String {
     format!("deploy:{instance}")
+}
+
+/// The reference of the renewal that paid for the period ending at `period_end`: whoever first
+/// sees that period end books it, and nobody can book it twice.
+pub fn renewal_reference(instance: InstanceId, period_end: DateTime<Utc>) -> String {
+    format!("renewal:{instance}:{}", period_end.timestamp())
+}
+
+/// The reference of an instance's (one) upgrade.
+pub fn upgrade_reference(instance: InstanceId) -> String {
+    format!("upgrade:{instance}")
+}
+
+/// The reference of a pack bought by `operation`.
+pub fn pack_reference(operation: OperationId) -> String {
+    format!("extra_credits:{operation}")
+}
+
+/// The reference of a duplicate instance's Deploy charge.
+pub fn duplicate_reference(wiro_guid: &str) -> String {
+    format!("duplicate_deploy:{wiro_guid}")
 }
 
 /// Records the charge unless its reference is already there. True when this call recorded it.
@@ -58,8 +87,9 @@ pub fn deploy_reference(instance: InstanceId) -> String {
 /// Database errors (including a negative amount, refused by the table).
 pub async fn record(conn: impl PgExecutor<'_>, charge: NewCharge<'_>) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO ledger_entries (customer_id, instance_id, kind, amount_cents, reference, wiro_guid)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (reference) DO NOTHING",
+        "INSERT INTO ledger_entries
+             (customer_id, instance_id, kind, amount_cents, reference, wiro_guid, operation_id, estimated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (reference) DO NOTHING",
     )
     .bind(charge.customer_id)
     .bind(charge.instance_id)
@@ -67,6 +97,8 @@ pub async fn record(conn: impl PgExecutor<'_>, charge: NewCharge<'_>) -> Result<
     .bind(charge.amount_cents)
     .bind(&charge.reference)
     .bind(charge.wiro_guid)
+    .bind(charge.operation_id)
+    .bind(charge.estimated)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -94,7 +126,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<LedgerEntry>> {
     Ok(sqlx::query_as::<_, LedgerEntry>(
-        "SELECT id, customer_id, instance_id, kind, amount_cents, reference, wiro_guid, created_at
+        "SELECT id, customer_id, instance_id, kind, amount_cents, reference, wiro_guid, operation_id,
+                estimated, created_at
          FROM ledger_entries
          WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::timestamptz IS NULL OR created_at >= $2)
            AND ($3::timestamptz IS NULL OR created_at < $3) AND ($4::bigint IS NULL OR id > $4)

@@ -11,6 +11,8 @@ pub mod ledger;
 pub mod messages;
 pub mod operations;
 pub mod queue;
+pub mod topups;
+pub mod upstream;
 
 /// The largest page any list returns.
 pub const MAX_PAGE: i64 = 500;

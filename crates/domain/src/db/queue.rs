@@ -55,3 +55,18 @@ pub async fn retry(conn: impl PgExecutor<'_>, id: &str) -> Result<bool> {
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Instances with a provisioning job that is waiting, claimed or running (a job's payload
+/// names its instance).
+///
+/// # Errors
+/// Database errors.
+pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate::ids::InstanceId>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT (convert_from(job, 'UTF8')::jsonb ->> 'instance_id')::uuid FROM apalis.jobs
+         WHERE job_type = $1 AND status IN ('Pending', 'Queued', 'Running')",
+    )
+    .bind(crate::jobs::PROVISION_QUEUE)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,7 +1,5 @@
 //! `Agent/List` and `Agent/Detail`: the public catalog of agent templates.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::UnixTime;
@@ -114,7 +112,8 @@ pub struct CatalogAgent {
     pub updatedat: Option<UnixTime>,
 }
 
-/// `pricing`: the two plans and, for Pro, the extra-credit packs.
+/// `pricing`: the two plans. (Packs are priced nowhere in the documented responses; the
+/// operator configures their prices.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pricing {
     /// Starter plan.
@@ -123,10 +122,6 @@ pub struct Pricing {
     /// Pro plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pro: Option<PlanPrice>,
-    /// Extra-credit packs by name (`package1`..`package3`). The docs say packs are defined in the
-    /// template's pricing without showing the field; we read it as `extracredits`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extracredits: BTreeMap<String, PlanPrice>,
 }
 
 impl Pricing {
@@ -143,7 +138,7 @@ impl Pricing {
 /// A price in dollars and the credits it buys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanPrice {
-    /// Dollars per month (or per pack).
+    /// Dollars per month.
     pub price: f64,
     /// Credits included.
     pub credits: i64,

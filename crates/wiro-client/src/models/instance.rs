@@ -301,13 +301,10 @@ pub struct Subscription {
     /// A scheduled plan change, if any (shape undocumented).
     #[serde(default)]
     pub pendingdowngrade: Option<serde_json::Value>,
-    /// `prepaid` or `stripe`.
+    /// `prepaid` or `stripe`. (No documented field shows a pending cancellation: the reseller
+    /// remembers its own.)
     #[serde(default)]
     pub provider: Option<String>,
-    /// True when CancelSubscription scheduled the end of the subscription at period end.
-    /// Not in Wiro's examples; read when present.
-    #[serde(default)]
-    pub cancelatperiodend: Option<bool>,
 }
 
 impl Subscription {

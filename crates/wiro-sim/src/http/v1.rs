@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{
     DropConnection, HttpResult, auth, json_response, parse_json, text_response, wiro_error,
 };
+use crate::faults::FaultPlan;
 use crate::simulator::Simulator;
 use crate::world::instances::{self, Caller, str_field, uint_field};
 use crate::world::{SimError, SimResult, World, billing, messages};
@@ -24,23 +25,28 @@ pub(super) async fn handle(
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
+    *sim.world().calls.entry(endpoint.to_owned()).or_default() += 1;
+    if let Some(delay) = plan.late_apply_ms {
+        // The caller hears nothing; the work happens later, as if Wiro had queued it.
+        let (sim, endpoint, headers, body) = (
+            sim.clone(),
+            endpoint.to_owned(),
+            headers.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let _ = apply(&sim, &endpoint, &headers, &body, &FaultPlan::default());
+        });
+        return Err(DropConnection);
+    }
     let outcome = {
-        let mut world = sim.world();
-        *world.calls.entry(endpoint.to_owned()).or_default() += 1;
         if let Some(status) = plan.error_status {
             // Like a gateway in front of Wiro: an error page, and the call never reached Wiro.
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return Ok(text_response(status, "simulated upstream failure"));
         }
-        let now = sim.now();
-        match parse_json(body) {
-            Ok(request) => dispatch(&mut world, endpoint, headers, &request, now),
-            Err(message) => Err(SimError {
-                http: 400,
-                code: 0,
-                message,
-            }),
-        }
+        apply(sim, endpoint, headers, body, &plan)
     };
     if plan.stall_after_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.stall_after_ms)).await;
@@ -64,12 +70,33 @@ pub(super) async fn handle(
     })
 }
 
+/// Runs the call against the world.
+fn apply(
+    sim: &Simulator,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    plan: &FaultPlan,
+) -> SimResult {
+    let mut world = sim.world();
+    let now = sim.now();
+    match parse_json(body) {
+        Ok(request) => dispatch(&mut world, endpoint, headers, &request, now, plan),
+        Err(message) => Err(SimError {
+            http: 400,
+            code: 0,
+            message,
+        }),
+    }
+}
+
 fn dispatch(
     world: &mut World,
     endpoint: &str,
     headers: &HeaderMap,
     body: &Value,
     now: crate::SimTime,
+    plan: &FaultPlan,
 ) -> SimResult {
     match endpoint {
         "Agent/List" => return agent_list(world, body),
@@ -85,7 +112,13 @@ fn dispatch(
     }
     match endpoint {
         "UserAgent/Deploy" => instances::deploy(world, &caller, body, now),
-        "UserAgent/MyAgents" => instances::my_agents(world, &caller, body, now),
+        "UserAgent/MyAgents" => instances::my_agents(
+            world,
+            &caller,
+            body,
+            now,
+            Duration::from_millis(plan.list_lag_ms),
+        ),
         "UserAgent/Detail" => instances::detail(world, &caller, body, now),
         "UserAgent/Update" => instances::update(world, &caller, body, now),
         "UserAgent/Start" => instances::start(world, &caller, body, now),

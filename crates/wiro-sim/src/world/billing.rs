@@ -21,12 +21,10 @@ fn billing_instance<'a>(
     guid: &str,
 ) -> Result<&'a mut Instance, SimError> {
     let inst = visible_mut(world, caller, guid, "User agent not found")?;
-    if !caller.in_context(inst) {
-        return Err(SimError::refuse(
-            "This agent belongs to a team. Switch to the team context to access it.",
-        ));
+    match caller.context_refusal(inst) {
+        Some(refusal) => Err(refusal),
+        None => Ok(inst),
     }
-    Ok(inst)
 }
 
 /// Resets an instance for a new period: credits refreshed, status back to Stopped.

@@ -43,6 +43,14 @@ impl Caller {
                 .as_ref()
                 .is_none_or(|team| self.team_header.as_ref() == Some(team))
     }
+
+    /// The refusal of a messaging or billing call on a team agent the caller can see but whose
+    /// team the `teamGUID` header does not name. The overview words it: "If you see `You are
+    /// not a member of this team` or `Agent not found` errors on messaging endpoints, you're
+    /// likely missing the header on a team agent" (the first comes from authentication).
+    pub fn context_refusal(&self, inst: &Instance) -> Option<SimError> {
+        (self.can_see(inst) && !self.in_context(inst)).then(|| SimError::refuse("Agent not found"))
+    }
 }
 
 pub(crate) fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
@@ -160,6 +168,7 @@ pub fn deploy(world: &mut World, caller: &Caller, body: &Value, now: SimTime) ->
         monthly_credits,
         packs: Vec::new(),
         created_at: now,
+        created_wall: std::time::Instant::now(),
         updated_at: now,
         started_at: None,
         running_at: None,
@@ -177,7 +186,14 @@ pub fn deploy(world: &mut World, caller: &Caller, body: &Value, now: SimTime) ->
 }
 
 /// `UserAgent/MyAgents`: the caller's personal instances, or the team's with a `teamGUID`.
-pub fn my_agents(world: &World, caller: &Caller, body: &Value, now: SimTime) -> SimResult {
+/// Instances younger than `lag` (real time) are left out, as a lagging list would.
+pub fn my_agents(
+    world: &World,
+    caller: &Caller,
+    body: &Value,
+    now: SimTime,
+    lag: std::time::Duration,
+) -> SimResult {
     let limit = uint_field(body, "limit").unwrap_or(20).clamp(1, 1000) as usize;
     let start = uint_field(body, "start").unwrap_or(0) as usize;
     let column = str_field(body, "sort").unwrap_or("id");
@@ -191,6 +207,7 @@ pub fn my_agents(world: &World, caller: &Caller, body: &Value, now: SimTime) -> 
             None => inst.team_guid.is_none() && inst.owner_uuid == caller.uuid,
         })
         .filter(|inst| category.is_none_or(|c| inst.categories.iter().any(|x| x == c)))
+        .filter(|inst| inst.created_wall.elapsed() >= lag)
         .collect();
     rows.sort_by_key(|inst| sort_key(inst, column));
     if !ascending {
@@ -202,7 +219,7 @@ pub fn my_agents(world: &World, caller: &Caller, body: &Value, now: SimTime) -> 
         .take(limit)
         .filter_map(|inst| {
             let tpl = world.catalog.by_id(inst.template_id)?;
-            Some(my_agents_row(inst, tpl, now))
+            Some(my_agents_row(inst, tpl, now, world.undocumented_fields))
         })
         .collect();
     Ok(json!({"useragents": page}))
@@ -233,7 +250,7 @@ pub fn detail(world: &World, caller: &Caller, body: &Value, now: SimTime) -> Sim
         .catalog
         .by_id(inst.template_id)
         .ok_or_else(|| SimError::refuse("Agent not found"))?;
-    Ok(json!({"useragents": [detail_row(inst, tpl, now)]}))
+    Ok(json!({"useragents": [detail_row(inst, tpl, now, world.undocumented_fields)]}))
 }
 
 /// `UserAgent/Update`.

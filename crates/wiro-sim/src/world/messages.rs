@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::billing::consume;
 use super::instances::{Caller, str_field, uint_field};
-use super::{Callback, Message, SimError, SimResult, World};
+use super::{Callback, Instance, Message, SimError, SimResult, World};
 use crate::clock::{SimTime, secs};
 
 /// What the runtime answers when both credit pools are empty.
@@ -38,14 +38,24 @@ fn row(msg: &Message) -> Value {
     })
 }
 
-/// `Message/Send`.
-pub fn send(world: &mut World, caller: &Caller, body: &Value, now: SimTime) -> SimResult {
-    let guid = str_field(body, "useragentguid").unwrap_or_default();
+/// The instance a messaging call names: unknown or invisible ones are "Agent not found or
+/// access denied"; a team agent without its team's header is "Agent not found".
+fn in_context<'a>(world: &'a World, caller: &Caller, guid: &str) -> Result<&'a Instance, SimError> {
     let inst = world
         .instances
         .get(guid)
-        .filter(|inst| caller.in_context(inst))
+        .filter(|inst| caller.can_see(inst))
         .ok_or_else(|| SimError::refuse("Agent not found or access denied"))?;
+    match caller.context_refusal(inst) {
+        Some(refusal) => Err(refusal),
+        None => Ok(inst),
+    }
+}
+
+/// `Message/Send`.
+pub fn send(world: &mut World, caller: &Caller, body: &Value, now: SimTime) -> SimResult {
+    let guid = str_field(body, "useragentguid").unwrap_or_default();
+    let inst = in_context(world, caller, guid)?;
     if inst.status != 4 {
         return Err(SimError::refuse(format!(
             "Agent is not running. Current status: {}",
@@ -117,11 +127,7 @@ fn session_messages<'a>(
     body: &Value,
 ) -> Result<Vec<&'a Message>, SimError> {
     let guid = str_field(body, "useragentguid").unwrap_or_default();
-    world
-        .instances
-        .get(guid)
-        .filter(|inst| caller.in_context(inst))
-        .ok_or_else(|| SimError::refuse("Agent not found or access denied"))?;
+    in_context(world, caller, guid)?;
     Ok(world
         .messages
         .values()

@@ -149,6 +149,9 @@ pub struct Instance {
     pub packs: Vec<Pack>,
     /// Timestamps.
     pub created_at: SimTime,
+    /// Real (not simulated) creation time: the `list_lag` fault ages instances in real time,
+    /// since tests freeze the simulated clock.
+    pub created_wall: std::time::Instant,
     /// Last change.
     pub updated_at: SimTime,
     /// Last Start.
@@ -276,6 +279,8 @@ pub struct World {
     pub delays: Delays,
     /// Requests seen per endpoint path (faulted ones included).
     pub calls: BTreeMap<String, u64>,
+    /// Render fields the docs do not show (for experiments only).
+    pub undocumented_fields: bool,
     next_instance_id: i64,
     next_message_seq: u64,
 }
@@ -292,6 +297,7 @@ impl World {
             outbox: Vec::new(),
             delays,
             calls: BTreeMap::new(),
+            undocumented_fields: false,
             next_instance_id: 100,
             next_message_seq: 0,
         }

@@ -37,7 +37,7 @@ pub fn deploy_row(inst: &Instance) -> Value {
 }
 
 /// A MyAgents row.
-pub fn my_agents_row(inst: &Instance, tpl: &Template, now: SimTime) -> Value {
+pub fn my_agents_row(inst: &Instance, tpl: &Template, now: SimTime, extras: bool) -> Value {
     json!({
         "id": inst.id,
         "guid": inst.guid,
@@ -45,7 +45,7 @@ pub fn my_agents_row(inst: &Instance, tpl: &Template, now: SimTime) -> Value {
         "title": inst.title,
         "status": inst.status,
         "setuprequired": inst.setup_required(),
-        "subscription": inst.subscription.as_ref().map(|s| subscription(s, now)),
+        "subscription": inst.subscription.as_ref().map(|s| subscription(s, now, extras)),
         "agent": tpl.summary_json(true),
         "extracredits": inst.extra_credits(),
         "extracreditsexpiry": num_time(inst.packs.iter().map(|p| p.expires_at).min()),
@@ -57,7 +57,7 @@ pub fn my_agents_row(inst: &Instance, tpl: &Template, now: SimTime) -> Value {
 }
 
 /// The Detail row.
-pub fn detail_row(inst: &Instance, tpl: &Template, now: SimTime) -> Value {
+pub fn detail_row(inst: &Instance, tpl: &Template, now: SimTime, extras: bool) -> Value {
     let mut row = json!({
         "id": inst.id,
         "guid": inst.guid,
@@ -79,7 +79,7 @@ pub fn detail_row(inst: &Instance, tpl: &Template, now: SimTime) -> Value {
                 "actionTypes": tpl.action_types(),
             },
         },
-        "subscription": inst.subscription.as_ref().map(|s| subscription(s, now)),
+        "subscription": inst.subscription.as_ref().map(|s| subscription(s, now, extras)),
         "agent": tpl.summary_json(true),
         "extracredits": inst.extra_credits(),
         "extracreditsexpiry": num_time(inst.packs.iter().map(|p| p.expires_at).min()),
@@ -124,12 +124,13 @@ pub fn update_row(inst: &Instance, tpl: &Template) -> Value {
     })
 }
 
-/// A subscription object.
-pub fn subscription(sub: &Subscription, now: SimTime) -> Value {
+/// A subscription object, as documented. `extras` adds `cancelatperiodend`, which Wiro does
+/// not show (a pending cancellation is visible nowhere in the documented API).
+pub fn subscription(sub: &Subscription, now: SimTime, extras: bool) -> Value {
     let remaining_ms = (sub.period_end - now).max(0);
     let renewal = chrono::DateTime::from_timestamp_millis(sub.period_end)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    json!({
+    let mut out = json!({
         "plan": format!("agent-{}", sub.plan),
         "status": if sub.active { "active" } else { "expired" },
         "amount": dollars(sub.amount_cents),
@@ -139,6 +140,9 @@ pub fn subscription(sub: &Subscription, now: SimTime) -> Value {
         "daysremaining": if sub.active { (remaining_ms + DAY_MS - 1) / DAY_MS } else { 0 },
         "pendingdowngrade": null,
         "provider": sub.provider,
-        "cancelatperiodend": sub.cancel_at_period_end,
-    })
+    });
+    if extras {
+        out["cancelatperiodend"] = json!(sub.cancel_at_period_end);
+    }
+    out
 }

@@ -7,9 +7,9 @@ use domain::db::instances::{Change, Instance};
 use domain::model::{DesiredState, InstanceState};
 use wiro_client::models::{UpdateConfiguration, UpdateRequest};
 
-use super::{Step, fail, transition, upstream_error};
+use super::{Step, fail, transition, transition_observed, upstream_error};
 use operations::Services;
-use operations::observe::{observed, setup_required};
+use operations::observe::setup_required;
 
 pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     let Some(guid) = instance.wiro_guid.clone() else {
@@ -45,7 +45,7 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         .wiro
         .update(&UpdateRequest {
             guid: guid.clone(),
-            title: Some(instance.upstream_title()),
+            title: Some(instance.title.clone()),
             configuration,
             ..UpdateRequest::default()
         })
@@ -63,17 +63,16 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
             DesiredState::Stopped => InstanceState::Stopping,
         }
     };
-    let mut change = observed(&agent);
-    change.state = Some(next);
-    change.last_error = Some(None);
-    change.failed_step = Some(None);
-    change.step_failures = Some(0);
+    let mut change = Change::to(next);
     if instance.pending_config.is_some() {
         // Fenced on the version: if the customer sent newer values meanwhile, this write loses
         // and the next run sends those.
         change.pending_config = Some(None);
     }
-    if !transition(ctx, instance, change).await? {
+    if transition_observed(ctx, instance, &agent, change)
+        .await?
+        .is_none()
+    {
         return Ok(Step::Continue);
     }
     if needs_credentials {

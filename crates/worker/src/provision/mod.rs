@@ -7,7 +7,6 @@
 
 mod configure;
 mod deploy;
-mod find;
 mod start;
 
 use std::time::Duration;
@@ -21,8 +20,6 @@ use rand::Rng;
 use wiro_client::Error as WiroError;
 
 use operations::Services;
-
-pub use find::{UpstreamMatch, find_by_correlator};
 
 /// What the job should do after a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +83,23 @@ pub(crate) async fn transition(
             .await?
             .is_some(),
     )
+}
+
+/// Like [`transition`], recording what `agent` shows with it (renewals it reveals are booked).
+pub(crate) async fn transition_observed(
+    ctx: &Services,
+    instance: &Instance,
+    agent: &wiro_client::models::UserAgent,
+    change: Change,
+) -> anyhow::Result<Option<Instance>> {
+    Ok(operations::observe::record_now(
+        &ctx.pool,
+        instance.id,
+        Some(instance.version),
+        agent,
+        change,
+    )
+    .await?)
 }
 
 /// Ends the order in `failed` with Wiro's (or our) reason, for ops to see and retry.

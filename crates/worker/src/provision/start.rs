@@ -4,15 +4,14 @@
 
 use std::time::Duration;
 
-use domain::db::instances::{self, Change, Instance};
+use domain::db::instances::{Change, Instance};
 use domain::model::InstanceState;
 use tokio::time::Instant;
 use wiro_client::WiroError;
 use wiro_client::models::{AgentStatus, UserAgent};
 
-use super::{Next, Step, fail, transition, upstream_error};
+use super::{Next, Step, fail, transition, transition_observed, upstream_error};
 use operations::Services;
-use operations::observe::observed;
 
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_secs(2);
@@ -32,6 +31,17 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         return Ok(Step::Continue);
     }
     let want_running = instance.state == InstanceState::Starting;
+    // Polling has a deadline: an agent that never gets there fails for ops instead of being
+    // polled forever.
+    let waited = chrono::Utc::now() - instance.state_changed_at;
+    if waited.to_std().unwrap_or_default() > ctx.settings.provisioning.start_deadline {
+        let reason = format!(
+            "the agent did not reach {} within {}",
+            if want_running { "Running" } else { "Stopped" },
+            humantime(ctx.settings.provisioning.start_deadline)
+        );
+        return fail(ctx, instance, step_name(want_running), &reason).await;
+    }
     let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
     let mut poll = FIRST_POLL;
     let mut current = instance.clone();
@@ -59,9 +69,7 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         }
         // Keep a status change visible while we wait (and notice concurrent changes).
         if current.wiro_status != Some(agent.status.code() as i16) {
-            match instances::update(&ctx.pool, current.id, current.version, observed(&agent))
-                .await?
-            {
+            match transition_observed(ctx, &current, &agent, Change::default()).await? {
                 Some(updated) if updated.state == current.state => current = updated,
                 _ => return Ok(Step::Continue), // someone moved it on; re-read
             }
@@ -72,6 +80,10 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         tokio::time::sleep(poll).await;
         poll = (poll * 2).min(MAX_POLL);
     }
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 enum Action {
@@ -89,12 +101,7 @@ async fn settle(
     agent: &UserAgent,
     state: InstanceState,
 ) -> anyhow::Result<Action> {
-    let mut change = observed(agent);
-    change.state = Some(state);
-    change.last_error = Some(None);
-    change.failed_step = Some(None);
-    change.step_failures = Some(0);
-    transition(ctx, instance, change).await?;
+    transition_observed(ctx, instance, agent, Change::to(state)).await?;
     Ok(Action::Finish(Step::Continue))
 }
 

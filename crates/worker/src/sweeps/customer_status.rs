@@ -1,23 +1,23 @@
-//! A customer's status applied to its agents (the `customer` queue's job, enqueued with every
-//! status change):
+//! A customer's status applied to all its agents (the `customer` queue's job, enqueued with
+//! every status change):
 //!
-//! - suspended: cancel renewal at period end and stop the agents (their desired state is kept
-//!   for reactivation);
+//! - suspended: cancel renewal at period end (as the suspension's cancel) and stop the agents
+//!   (their desired state is kept for reactivation);
 //! - closed: the same, and the agents stay stopped for good (the ledger is kept);
-//! - active again: take back the pending cancellations (RenewSubscription), renew what expired
-//!   meanwhile, and restore each agent's desired state.
+//! - active again: take back the cancellations the suspension made — never a customer's or
+//!   ops' own — renew what expired meanwhile, and restore each agent's desired state.
 
 use domain::db::customers;
-use domain::db::instances::{self, Change, InstanceFilter};
+use domain::db::instances::{self, Change, Instance, InstanceFilter};
 use domain::ids::CustomerId;
-use domain::model::{CustomerStatus, DesiredState, InstanceState};
-
-use super::{restart, stop};
+use domain::model::{CancelSource, CustomerStatus, DesiredState, InstanceState};
 use operations::Services;
-use operations::billing::{self, BillingAction};
-use operations::observe::observed;
+use operations::billing::{self, BillingAction, BillingError};
+use operations::protocol::Requester;
 
-/// Applies the customer's current status.
+use super::{refresh, restart, stop};
+
+/// Applies the customer's current status to every one of its agents, a page at a time.
 ///
 /// # Errors
 /// Database or upstream failures (the job is retried).
@@ -29,69 +29,87 @@ pub async fn apply(ctx: &Services, customer_id: CustomerId) -> anyhow::Result<()
         customer: Some(customer_id),
         ..InstanceFilter::default()
     };
-    let agents = instances::list(&ctx.pool, &filter, None, domain::db::MAX_PAGE).await?;
-    let actor = ctx.actor();
-    for instance in agents {
-        let Some(guid) = instance.wiro_guid.clone() else {
-            continue; // not deployed: nothing upstream to change yet
+    let mut after = None;
+    loop {
+        let page = instances::list(&ctx.pool, &filter, after, domain::db::MAX_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
         };
-        if instance.state == InstanceState::Failed {
-            continue;
-        }
-        let agent = ctx.wiro.detail(&guid).await?;
-        let Some(instance) =
-            instances::update_with(&ctx.pool, instance.id, |_| Some(observed(&agent))).await?
-        else {
-            continue;
-        };
-        let active = instance.subscription_status.as_deref() == Some("active");
-        match customer.status {
-            CustomerStatus::Suspended | CustomerStatus::Closed => {
-                if active && !instance.cancel_at_period_end {
-                    billing::perform(ctx, &instance, BillingAction::Cancel, &actor, None)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("cancelling {}: {e}", instance.id))?;
-                }
-                let mut current = instances::get(&ctx.pool, instance.id)
-                    .await?
-                    .unwrap_or(instance);
-                if customer.status == CustomerStatus::Closed
-                    && current.desired_state != DesiredState::Stopped
-                {
-                    let change = Change {
-                        desired_state: Some(DesiredState::Stopped),
-                        ..Change::default()
-                    };
-                    if let Some(updated) =
-                        instances::update(&ctx.pool, current.id, current.version, change).await?
-                    {
-                        current = updated;
-                    }
-                }
-                stop(ctx, &current).await?;
+        after = Some(last.id);
+        for instance in page {
+            if instance.wiro_guid.is_none() || instance.state == InstanceState::Failed {
+                continue; // nothing upstream to change (yet)
             }
-            CustomerStatus::Active => {
-                let needs_renew = instance.cancel_at_period_end || !active;
-                let mut current = instance;
-                if needs_renew {
-                    match billing::perform(ctx, &current, BillingAction::Renew, &actor, None).await
-                    {
-                        Ok(outcome) => current = outcome.instance,
-                        // A short wallet is the renewal sweep's to park and retry.
-                        Err(e) => {
-                            tracing::warn!(instance = %current.id, error = %e, "reactivation could not renew")
-                        }
+            apply_one(ctx, customer.status, instance).await?;
+        }
+    }
+}
+
+async fn apply_one(
+    ctx: &Services,
+    status: CustomerStatus,
+    instance: Instance,
+) -> anyhow::Result<()> {
+    let Some(instance) = refresh(ctx, &instance).await? else {
+        return Ok(());
+    };
+    let actor = ctx.actor();
+    let who = Requester {
+        actor: &actor,
+        request_id: None,
+    };
+    let active = instance.subscription_status.as_deref() == Some("active");
+    match status {
+        CustomerStatus::Suspended | CustomerStatus::Closed => {
+            if active && instance.cancelled_by().is_none() {
+                let action = BillingAction::Cancel {
+                    source: CancelSource::Suspension,
+                };
+                match billing::perform(ctx, &instance, action, who, None).await {
+                    Ok(_) | Err(BillingError::InDoubt(_)) => {}
+                    Err(e) => anyhow::bail!("cancelling {}: {e}", instance.id),
+                }
+            }
+            let mut current = instances::get(&ctx.pool, instance.id)
+                .await?
+                .unwrap_or(instance);
+            if status == CustomerStatus::Closed && current.desired_state != DesiredState::Stopped {
+                let change = Change {
+                    desired_state: Some(DesiredState::Stopped),
+                    ..Change::default()
+                };
+                if let Some(updated) =
+                    instances::update(&ctx.pool, current.id, current.version, change).await?
+                {
+                    current = updated;
+                }
+            }
+            stop(ctx, &current).await?;
+        }
+        CustomerStatus::Active => {
+            let ours_to_undo = instance.cancelled_by() == Some(CancelSource::Suspension);
+            let customer_ended_it = matches!(
+                instance.cancelled_by(),
+                Some(CancelSource::Customer | CancelSource::Ops)
+            );
+            let mut current = instance;
+            if ours_to_undo || (!active && !customer_ended_it) {
+                match billing::perform(ctx, &current, BillingAction::Renew, who, None).await {
+                    Ok(outcome) => current = outcome.instance,
+                    // A short wallet is the renewal sweep's to park and retry.
+                    Err(e) => {
+                        tracing::warn!(instance = %current.id, error = %e, "reactivation could not renew");
                     }
                 }
-                if current.desired_state == DesiredState::Running
-                    && current.subscription_status.as_deref() == Some("active")
-                    && matches!(
-                        current.state,
-                        InstanceState::Stopped | InstanceState::Stopping
-                    )
-                {
-                    restart(ctx, &current, "customer reactivated").await?;
-                }
+            }
+            if current.desired_state == DesiredState::Running
+                && current.subscription_status.as_deref() == Some("active")
+                && matches!(
+                    current.state,
+                    InstanceState::Stopped | InstanceState::Stopping
+                )
+            {
+                restart(ctx, &current, "customer reactivated").await?;
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod customer_status;
 pub mod reconcile;
 pub mod renewals;
+pub mod stuck;
 pub mod topups;
 
 use std::collections::HashMap;
@@ -33,7 +34,30 @@ pub async fn run(ctx: &Services, kind: SweepKind) -> anyhow::Result<()> {
         SweepKind::Topups => topups::run(ctx)
             .await
             .map(|report| tracing::info!(?report, "top-ups swept")),
+        SweepKind::Settle => operations::settle::sweep(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "operations settled"))
+            .map_err(Into::into),
+        SweepKind::Stuck => stuck::run(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "stuck orders swept")),
     }
+}
+
+/// Reads the instance from Wiro and records it (booking any renewal it reveals; retried on
+/// concurrent changes: it only records facts).
+pub(crate) async fn refresh(
+    ctx: &Services,
+    instance: &Instance,
+) -> anyhow::Result<Option<Instance>> {
+    let Some(guid) = instance.wiro_guid.as_deref() else {
+        return Ok(None);
+    };
+    let agent = ctx.wiro.detail(guid).await?;
+    Ok(
+        operations::observe::record_now(&ctx.pool, instance.id, None, &agent, Change::default())
+            .await?,
+    )
 }
 
 /// Customer statuses, looked up once per sweep.

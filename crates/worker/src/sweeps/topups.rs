@@ -5,14 +5,16 @@
 //! month; a Starter instance follows `billing.starter_policy` (upgrade to Pro, or alert only).
 
 use chrono::{Datelike, TimeZone, Utc};
-use domain::db::alerts;
+use domain::config::StarterPolicy;
 use domain::db::instances::{self, Change, Instance};
+use domain::db::{alerts, topups};
 use domain::model::{CustomerStatus, InstanceState};
+use operations::Services;
+use operations::billing::{self, BillingAction, BillingError};
+use operations::observe;
+use operations::protocol::Requester;
 
 use super::{Statuses, for_each};
-use operations::Services;
-use operations::billing::{self, BillingAction};
-use operations::observe::observed;
 
 /// What a top-up sweep did.
 #[derive(Debug, Default)]
@@ -68,27 +70,28 @@ async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> 
     let subject = alerts::instance_subject(instance.id);
     if credits >= threshold {
         // Above the line (again): the next crossing may top up.
-        instances::update_with(&ctx.pool, instance.id, |_| {
-            Some(Change {
-                topup_armed: Some(true),
-                ..observed(&agent)
-            })
-        })
-        .await?;
+        let armed = Change {
+            topup_armed: Some(true),
+            ..Change::default()
+        };
+        observe::record_now(&ctx.pool, instance.id, None, &agent, armed).await?;
         alerts::resolve(&ctx.pool, "credits_low", &subject).await?;
         return Ok(());
     }
     // Disarm (only if armed): one action per crossing, even with concurrent sweeps.
-    let disarmed = instances::update_with(&ctx.pool, instance.id, |current| {
-        current.topup_armed.then(|| Change {
-            topup_armed: Some(false),
-            ..observed(&agent)
-        })
-    })
-    .await?;
-    let Some(instance) = disarmed else {
-        instances::update_with(&ctx.pool, instance.id, |_| Some(observed(&agent))).await?;
+    let current = observe::record_now(&ctx.pool, instance.id, None, &agent, Change::default())
+        .await?
+        .unwrap_or(instance);
+    if !current.topup_armed {
         return Ok(()); // this crossing was handled already
+    }
+    let disarm = Change {
+        topup_armed: Some(false),
+        ..Change::default()
+    };
+    let Some(instance) = instances::update(&ctx.pool, current.id, current.version, disarm).await?
+    else {
+        return Ok(()); // changed meanwhile: the next sweep decides
     };
     let tier = agent
         .subscription
@@ -96,24 +99,16 @@ async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> 
         .map(|s| s.plan_tier().to_owned())
         .unwrap_or_default();
     let detail = serde_json::json!({"credits": credits, "threshold": threshold});
+    let actor = ctx.actor();
+    let who = Requester {
+        actor: &actor,
+        request_id: None,
+    };
     if tier == "pro" {
-        buy_pack(ctx, &instance, &subject, detail).await
-    } else if ctx.settings.billing.starter_policy == "upgrade" {
-        match billing::perform(ctx, &instance, BillingAction::Upgrade, &ctx.actor(), None).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                rearm(ctx, &instance).await?;
-                alerts::raise(
-                    &ctx.pool,
-                    "topup_failed",
-                    &subject,
-                    Some(instance.id),
-                    serde_json::json!({"reason": e.to_string()}),
-                )
-                .await?;
-                Ok(())
-            }
-        }
+        buy_pack(ctx, &instance, &subject, detail, who).await
+    } else if ctx.settings.billing.starter_policy == StarterPolicy::Upgrade {
+        let result = billing::perform(ctx, &instance, BillingAction::Upgrade, who, None).await;
+        settled(ctx, &instance, &subject, result.map(|_| ())).await
     } else {
         alerts::raise(
             &ctx.pool,
@@ -132,19 +127,14 @@ async fn buy_pack(
     instance: &Instance,
     subject: &str,
     detail: serde_json::Value,
+    who: Requester<'_>,
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     let month_start = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(now);
-    let this_month: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM auto_topups WHERE customer_id = $1 AND created_at >= $2",
-    )
-    .bind(instance.customer_id)
-    .bind(month_start)
-    .fetch_one(&ctx.pool)
-    .await?;
+    let this_month = topups::count_since(&ctx.pool, instance.customer_id, month_start).await?;
     let cap = ctx.settings.billing.topup_monthly_cap;
     if this_month >= cap {
         let detail =
@@ -159,29 +149,40 @@ async fn buy_pack(
         .await?;
         return Ok(());
     }
-    let pack = ctx.settings.billing.topup_pack.clone();
-    match billing::perform(
-        ctx,
-        instance,
-        BillingAction::ExtraCredits { pack: pack.clone() },
-        &ctx.actor(),
-        None,
-    )
-    .await
-    {
-        Ok(outcome) => {
-            sqlx::query("INSERT INTO auto_topups (customer_id, instance_id, pack, charged_cents) VALUES ($1, $2, $3, $4)")
-                .bind(instance.customer_id)
-                .bind(instance.id)
-                .bind(&pack)
-                .bind(outcome.charged_cents)
-                .execute(&ctx.pool)
-                .await?;
-            alerts::resolve(&ctx.pool, "topup_failed", subject).await?;
+    let pack = ctx.settings.billing.topup_pack;
+    let action = BillingAction::ExtraCredits { pack };
+    let result = match billing::perform(ctx, instance, action, who, None).await {
+        Ok(done) => {
+            let cents = done.outcome.charged_cents;
+            topups::record(&ctx.pool, instance.customer_id, instance.id, pack, cents).await?;
             Ok(())
         }
+        Err(e) => Err(e),
+    };
+    settled(ctx, instance, subject, result).await
+}
+
+/// After an automatic purchase: a success clears the failure alert; a failure re-arms the
+/// crossing (the next sweep tries again) and alerts; one in doubt is the settle sweep's.
+async fn settled(
+    ctx: &Services,
+    instance: &Instance,
+    subject: &str,
+    result: Result<(), BillingError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => {
+            alerts::resolve(&ctx.pool, "topup_failed", subject).await?;
+        }
+        Err(BillingError::InDoubt(op)) => {
+            tracing::warn!(instance = %instance.id, operation = %op, "top-up in doubt");
+        }
         Err(e) => {
-            rearm(ctx, instance).await?;
+            let rearm = Change {
+                topup_armed: Some(true),
+                ..Change::default()
+            };
+            instances::update_with(&ctx.pool, instance.id, |_| Some(rearm.clone())).await?;
             alerts::raise(
                 &ctx.pool,
                 "topup_failed",
@@ -190,19 +191,7 @@ async fn buy_pack(
                 serde_json::json!({"reason": e.to_string()}),
             )
             .await?;
-            Ok(())
         }
     }
-}
-
-/// A failed purchase does not use up the crossing: try again next sweep.
-async fn rearm(ctx: &Services, instance: &Instance) -> anyhow::Result<()> {
-    instances::update_with(&ctx.pool, instance.id, |_| {
-        Some(Change {
-            topup_armed: Some(true),
-            ..Change::default()
-        })
-    })
-    .await?;
     Ok(())
 }

@@ -1,0 +1,198 @@
+//! Message/Send under the protocol (`crate::protocol`): the agent acts on a message (posts,
+//! replies), so a send is consequential. A lost answer is judged, after the lease, by the
+//! session's History: a message with the same text that no other send of ours claims. The
+//! intent keeps only a digest of the text.
+
+use domain::db::instances::Instance;
+use domain::db::operations::{self, NewOperation, Operation, Settlement};
+use domain::ids::OperationId;
+use domain::model::{OperationKind, OperationState};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wiro_client::Outcome;
+use wiro_client::models::{HistoryRequest, SendMessageRequest};
+
+use crate::Services;
+use crate::protocol::{self, Effects, Evidence, Judged, KeyClaim, Requester};
+
+/// History rows read to find a send whose answer was lost (it is recent by then).
+const HISTORY_PAGE: u32 = 50;
+
+/// A sent message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// Wiro's message guid (our message id).
+    pub message_id: String,
+    /// The session.
+    pub session: String,
+}
+
+/// Why a send did not happen (or is not known yet).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Wiro refused it (nothing was sent to the agent).
+    #[error("{0}")]
+    Refused(wiro_client::Error),
+    /// Wiro could not be reached; nothing was sent.
+    #[error("{0}")]
+    Upstream(wiro_client::Error),
+    /// The answer was lost: settled from History after the lease.
+    #[error("Wiro's answer was lost; operation {0} is in doubt until it is settled")]
+    InDoubt(OperationId),
+    /// Database failure.
+    #[error(transparent)]
+    Internal(#[from] domain::Error),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    guid: String,
+    session: String,
+    text_sha256: String,
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Sends `text` to `instance`'s agent in `session`, exactly once.
+///
+/// # Errors
+/// [`SendError`]; a lost answer is [`SendError::InDoubt`].
+pub async fn send(
+    services: &Services,
+    instance: &Instance,
+    wiro_guid: &str,
+    session: &str,
+    text: &str,
+    who: Requester<'_>,
+    key: Option<KeyClaim<'_>>,
+) -> Result<(OperationId, Sent), SendError> {
+    let snapshot = Snapshot {
+        guid: wiro_guid.to_owned(),
+        session: session.to_owned(),
+        text_sha256: digest(text),
+    };
+    let intent = NewOperation {
+        instance: instance.id,
+        kind: OperationKind::MessageSend,
+        worker: &services.worker_name,
+        actor: who.actor,
+        request_id: who.request_id,
+        lease: services.settings.operations.lease,
+        detail: json!(snapshot),
+    };
+    let held = protocol::begin(services, intent, key)
+        .await?
+        .ok_or_else(|| domain::Error::Conflict("message sends never share a flight".into()))?;
+    let request = SendMessageRequest {
+        useragentguid: wiro_guid.to_owned(),
+        message: text.to_owned(),
+        sessionkey: Some(session.to_owned()),
+        callbackurl: None,
+    };
+    match held.client(services).send_message(&request).await {
+        Ok(answer) => {
+            let sent = Sent {
+                message_id: answer.messageguid,
+                session: session.to_owned(),
+            };
+            settle_sent(
+                services,
+                &held.op,
+                instance,
+                &sent,
+                OperationState::Succeeded,
+            )
+            .await?;
+            Ok((held.op.id, sent))
+        }
+        Err(error) if error.outcome() == Outcome::NotApplied => {
+            let not_sent = matches!(error, wiro_client::Error::NotSent { .. });
+            let state = if not_sent {
+                OperationState::NotSent
+            } else {
+                OperationState::Refused
+            };
+            let settlement = protocol::ended(state, Some(error.to_string()));
+            protocol::settle(services, &held.op, settlement, Effects::default()).await?;
+            Err(if not_sent || error.is_transient() {
+                SendError::Upstream(error)
+            } else {
+                SendError::Refused(error)
+            })
+        }
+        Err(error) => {
+            protocol::lost(services, &held.op, &error).await?;
+            Err(SendError::InDoubt(held.op.id))
+        }
+    }
+}
+
+async fn settle_sent(
+    services: &Services,
+    op: &Operation,
+    instance: &Instance,
+    sent: &Sent,
+    state: OperationState,
+) -> domain::Result<bool> {
+    let settlement = Settlement {
+        state,
+        wiro_guid: Some(sent.message_id.clone()),
+        result: json!(sent),
+        error: None,
+    };
+    let effects = Effects {
+        message: Some((&sent.message_id, instance.customer_id, &sent.session)),
+        ..Effects::default()
+    };
+    protocol::settle(services, op, settlement, effects).await
+}
+
+/// Judges a send whose answer was lost, after its lease: History of the session shows the text
+/// in a message no other send of ours claims → it happened.
+///
+/// # Errors
+/// Database errors.
+pub async fn judge(services: &Services, op: &Operation) -> domain::Result<Judged> {
+    let Ok(snapshot) = serde_json::from_value::<Snapshot>(op.detail.clone()) else {
+        let why = "the intent's facts cannot be read".to_owned();
+        return protocol::apply(services, op, Evidence::Unclear(why)).await;
+    };
+    let Some(instance) = domain::db::instances::get(&services.pool, op.instance_id).await? else {
+        return Ok(Judged::Unresolved);
+    };
+    let request = HistoryRequest {
+        useragentguid: snapshot.guid.clone(),
+        sessionkey: Some(snapshot.session.clone()),
+        limit: Some(HISTORY_PAGE),
+        before: None,
+    };
+    let history = match services.wiro.message_history(&request).await {
+        Ok(history) => history,
+        Err(e) => {
+            let why = format!("History could not be read: {e}");
+            return protocol::apply(services, op, Evidence::Unclear(why)).await;
+        }
+    };
+    let matching: Vec<String> = history
+        .messages
+        .iter()
+        .filter(|m| digest(&m.content) == snapshot.text_sha256)
+        .map(|m| m.guid.clone())
+        .collect();
+    let mut taken = domain::db::messages::known(&services.pool, &matching).await?;
+    taken.extend(operations::claimed_messages(&services.pool, &matching).await?);
+    // History is newest first: the oldest unclaimed one is ours.
+    let Some(guid) = matching.iter().rev().find(|g| !taken.contains(g)) else {
+        let why = "History shows no such message".to_owned();
+        return protocol::apply(services, op, Evidence::Absent(why)).await;
+    };
+    let sent = Sent {
+        message_id: guid.clone(),
+        session: snapshot.session,
+    };
+    settle_sent(services, op, &instance, &sent, OperationState::Adopted).await?;
+    Ok(Judged::Settled)
+}

@@ -1,0 +1,201 @@
+//! Reconciliation: page through MyAgents and bring our map in line with the upstream.
+//!
+//! - Mapped instances: record status, subscription and credits through `observe::record`
+//!   (which books every renewal a new period end reveals); restart an agent Wiro stopped (a
+//!   renewal resets to Stopped) when the customer wants it running; restart agents in Error (5)
+//!   with backoff, up to `schedules.error_restart_cap` times, then fail them for ops.
+//! - Unknown upstream instances (`unmapped`): ours by their description are re-adopted or
+//!   contained as duplicates; the operator's own are remembered and left alone.
+//! - Map rows whose upstream instance is gone ("User agent not found"): flagged for ops.
+
+mod unmapped;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{Duration, Utc};
+use domain::db::alerts;
+use domain::db::instances::{self, Change, Instance};
+use domain::model::{CustomerStatus, DesiredState, InstanceState};
+use futures::TryStreamExt;
+use operations::Services;
+use operations::observe;
+use wiro_client::models::{AgentStatus, UserAgent};
+
+use super::{Statuses, for_each, restart};
+
+/// What a reconciliation found.
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    /// Upstream instances seen.
+    pub upstream: usize,
+    /// Mapped instances updated.
+    pub observed: usize,
+    /// Unknown instances re-adopted by (or handed to) their order.
+    pub adopting: usize,
+    /// Duplicates contained, or instances of unknown orders reported.
+    pub quarantined: usize,
+    /// Map rows whose upstream is gone.
+    pub missing: usize,
+    /// Items that failed (retried next sweep).
+    pub failures: usize,
+}
+
+/// Runs the sweep.
+///
+/// # Errors
+/// When MyAgents cannot be read or the database fails.
+pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
+    let upstream: Vec<UserAgent> = ctx
+        .wiro
+        .my_agents_pages(wiro_client::MY_AGENTS_MAX_PAGE)
+        .try_concat()
+        .await?;
+    let mut report = ReconcileReport {
+        upstream: upstream.len(),
+        ..ReconcileReport::default()
+    };
+    let ours = instances::deployed(&ctx.pool).await?;
+    let by_guid: HashMap<&str, &Instance> = ours
+        .iter()
+        .filter_map(|i| i.wiro_guid.as_deref().map(|g| (g, i)))
+        .collect();
+    let seen: HashSet<&str> = upstream.iter().map(|a| a.guid.as_str()).collect();
+    let statuses = Statuses::new(&ctx.pool);
+
+    let (mapped, unknown): (Vec<&UserAgent>, Vec<&UserAgent>) = upstream
+        .iter()
+        .partition(|agent| by_guid.contains_key(agent.guid.as_str()));
+    let found = unmapped::handle(ctx, &unknown).await?;
+    report.adopting = found.adopting;
+    report.quarantined = found.quarantined;
+    report.observed = mapped.len();
+    let mapped: Vec<(Instance, UserAgent)> = mapped
+        .into_iter()
+        .map(|agent| ((*by_guid[agent.guid.as_str()]).clone(), agent.clone()))
+        .collect();
+    report.failures += for_each(ctx, mapped, |(instance, agent)| {
+        let statuses = &statuses;
+        async move {
+            // A job may change the row meanwhile: re-read and judge again (a few times).
+            let mut current = instance;
+            for _ in 0..5 {
+                if observe_one(ctx, &current, &agent, statuses).await? {
+                    return Ok(());
+                }
+                match instances::get(&ctx.pool, current.id).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(()),
+                }
+            }
+            anyhow::bail!(
+                "instance {} kept changing during reconciliation",
+                current.id
+            )
+        }
+    })
+    .await;
+
+    let gone: Vec<Instance> = ours
+        .iter()
+        .filter(|i| i.state != InstanceState::Failed)
+        .filter(|i| i.wiro_guid.as_deref().is_some_and(|g| !seen.contains(g)))
+        .cloned()
+        .collect();
+    for instance in gone {
+        if unmapped::confirm_missing(ctx, &instance).await? {
+            report.missing += 1;
+        }
+    }
+    unmapped::cancel_pending_duplicates(ctx).await?;
+    Ok(report)
+}
+
+/// Records what Wiro shows and restarts what should run; false when the row changed first
+/// (the caller re-reads).
+async fn observe_one(
+    ctx: &Services,
+    instance: &Instance,
+    agent: &UserAgent,
+    statuses: &Statuses,
+) -> anyhow::Result<bool> {
+    let active_customer = statuses.get(instance.customer_id).await? == CustomerStatus::Active;
+    let wants_running = instance.desired_state == DesiredState::Running && active_customer;
+    let subscribed = agent
+        .subscription
+        .as_ref()
+        .is_some_and(wiro_client::models::Subscription::is_active);
+    let mut change = Change::default();
+    let mut restart_needed = false;
+    let mut alert: Option<(&str, serde_json::Value)> = None;
+    let mut resolved: Option<&str> = None;
+    match agent.status {
+        AgentStatus::Running if instance.error_restarts > 0 => {
+            change.error_restarts = Some(0);
+            resolved = Some("error_restarts_exhausted");
+        }
+        AgentStatus::Stopped if instance.state == InstanceState::Running => {
+            // Wiro stopped it (a renewal resets to Stopped; an expiry stops it).
+            if wants_running && subscribed {
+                restart_needed = true;
+            } else {
+                change.state = Some(InstanceState::Stopped);
+            }
+        }
+        AgentStatus::Error
+            if wants_running
+                && matches!(
+                    instance.state,
+                    InstanceState::Running | InstanceState::Starting
+                ) =>
+        {
+            let cap = ctx.settings.schedules.error_restart_cap as i32;
+            if instance.error_restarts >= cap {
+                change.state = Some(InstanceState::Failed);
+                change.failed_step = Some(Some("run".into()));
+                change.last_error = Some(Some(format!(
+                    "the agent went to Error (5) again after {cap} restarts"
+                )));
+                alert = Some((
+                    "error_restarts_exhausted",
+                    serde_json::json!({"restarts": cap}),
+                ));
+            } else if error_restart_due(ctx, instance) {
+                change.error_restarts = Some(instance.error_restarts + 1);
+                change.last_error_restart_at = Some(Some(Utc::now()));
+                restart_needed = true;
+            }
+        }
+        _ => {}
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let Some(current) =
+        observe::record(&mut tx, instance.id, Some(instance.version), agent, change).await?
+    else {
+        return Ok(false);
+    };
+    let subject = alerts::instance_subject(instance.id);
+    if let Some((kind, detail)) = alert {
+        alerts::raise(&mut *tx, kind, &subject, Some(instance.id), detail).await?;
+    }
+    if let Some(kind) = resolved {
+        alerts::resolve(&mut *tx, kind, &subject).await?;
+    }
+    tx.commit().await?;
+    if restart_needed {
+        restart(ctx, &current, "reconciliation found it stopped or in Error").await?;
+    }
+    Ok(true)
+}
+
+/// Backoff between error restarts: `provisioning.backoff_base` doubled per restart, capped.
+fn error_restart_due(ctx: &Services, instance: &Instance) -> bool {
+    let Some(last) = instance.last_error_restart_at else {
+        return true;
+    };
+    let settings = &ctx.settings.provisioning;
+    let wait = settings
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(instance.error_restarts as u32))
+        .min(settings.backoff_max);
+    Utc::now() - last >= Duration::from_std(wait).unwrap_or_default()
+}
