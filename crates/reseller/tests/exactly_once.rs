@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use testkit::process::Guard;
 
-use domain::db::{audit, instances, ledger, operations};
+use domain::db::{alerts, instances, ledger, operations};
 use domain::model::{InstanceState, OperationState, Plan};
 use domain::orders::{self, Actor, Order, ResolvedTemplate};
 use domain::sealed::{PendingConfig, Sealer};
@@ -152,7 +152,7 @@ async fn assert_exactly_once(s: &Setup, id: domain::ids::InstanceId) {
         instance.wiro_guid.as_deref(),
         Some(upstream[0].guid.as_str())
     );
-    let duplicates = audit::list(&s.pool, Some("deploy.duplicate"), None, None, 10)
+    let duplicates = alerts::open(&s.pool, Some("upstream_duplicate"), None, 10)
         .await
         .unwrap();
     assert!(duplicates.is_empty(), "{duplicates:?}");
@@ -275,4 +275,70 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
     assert!(running(&s, id).await);
     assert_exactly_once(&s, id).await;
     drop((first, second)); // killed by their guards
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_worker_frozen_after_its_intent_wakes_past_its_lease_and_does_not_send(pool: PgPool) {
+    let s = setup(pool).await;
+    let id = place(&s).await;
+    // Hold the worker's intent insert until it is frozen: a lock on the table blocks it.
+    let mut blocker = s.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE operations IN SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let worker = spawn_worker(&s, "sleepy-worker");
+    until("the intent insert to wait on the lock", Duration::from_secs(30), async || {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO operations%')",
+        )
+        .fetch_one(&s.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    Command::new("kill")
+        .args(["-STOP", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    let frozen_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    blocker.commit().await.unwrap();
+    // The lease (4 s) runs out on the database's clock while the worker sleeps.
+    until(
+        "the lease to run out",
+        Duration::from_secs(30),
+        async || {
+            sqlx::query_scalar::<_, bool>("SELECT now() > $1 + interval '5 seconds'")
+                .bind(frozen_at)
+                .fetch_one(&s.pool)
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    Command::new("kill")
+        .args(["-CONT", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    until("the order to run", Duration::from_secs(60), async || {
+        running(&s, id).await
+    })
+    .await;
+    let states: Vec<OperationState> = operations::for_instance(&s.pool, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.state)
+        .collect();
+    assert_eq!(
+        states[0],
+        OperationState::NotSent,
+        "woken past its lease, it sent nothing: {states:?}"
+    );
+    assert_eq!(s.sim.sim().call_counts()["UserAgent/Deploy"], 1);
+    assert_exactly_once(&s, id).await;
 }

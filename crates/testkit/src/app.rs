@@ -225,4 +225,67 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// POST with a JSON body and an `Idempotency-Key`.
+    pub async fn post_keyed(&self, path: &str, token: &str, body: &Value, key: &str) -> Answer {
+        self.request(
+            Method::POST,
+            path,
+            Some(token),
+            Some(body),
+            &[("idempotency-key", key)],
+        )
+        .await
+    }
+
+    /// Replays a keyed POST while it answers `202 in_doubt`; the settled answer (fails after
+    /// 30 s).
+    pub async fn replay_until_settled(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        key: &str,
+    ) -> Answer {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.post_keyed(path, token, body, key).await;
+            if answer.status != StatusCode::ACCEPTED || answer.body["state"] != "in_doubt" {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never settled: {:?}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Orders `template` on `plan` for the customer of `token` and waits for Running; returns
+    /// the agent id.
+    pub async fn running_agent(&self, token: &str, template: &str, plan: &str) -> String {
+        let credentials = if template == "instagram-manager" {
+            serde_json::json!({"instagram": {"authMethod": "wiro"}})
+        } else {
+            serde_json::json!({})
+        };
+        let answer = self
+            .post(
+                "/v1/agents",
+                token,
+                &serde_json::json!({"template": template, "plan": plan, "title": format!("{template} bot"),
+                                    "credentials": credentials}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
+        let id = answer.body["id"].as_str().unwrap().to_owned();
+        self.wait_for_state(token, &id, "running").await;
+        id
+    }
+
+    /// Our ledger must equal the simulator's, per instance and kind.
+    pub async fn assert_ledgers_match(&self) {
+        crate::assert_ledgers_equal(&self.pool, &self.sim).await;
+    }
 }

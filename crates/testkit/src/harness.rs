@@ -175,23 +175,55 @@ pub async fn drive(ctx: &Services, id: InstanceId) {
     }
 }
 
-/// Our ledger must equal the simulator's: same instances, same amounts, nothing twice.
+/// Our ledger must equal the simulator's: per instance and kind, count and amount (a
+/// contained duplicate is a Deploy charge to Wiro).
 pub async fn assert_ledgers_match(h: &Harness) {
-    let ours = domain::db::ledger::list(&h.pool, &Default::default(), None, 10_000)
+    assert_ledgers_equal(&h.pool, &h.sim).await;
+}
+
+/// [`assert_ledgers_match`] for any pool and simulator.
+pub async fn assert_ledgers_equal(pool: &PgPool, sim: &SimServer) {
+    let (ours, theirs) = ledgers(pool, sim).await;
+    assert_eq!(ours, theirs, "our ledger differs from the simulator's");
+}
+
+/// Both ledgers as sorted `(instance guid, kind, cents)` rows.
+pub async fn ledgers(
+    pool: &PgPool,
+    sim: &SimServer,
+) -> (Vec<(String, String, i64)>, Vec<(String, String, i64)>) {
+    let ours = domain::db::ledger::list(pool, &Default::default(), None, 100_000)
         .await
         .unwrap();
-    let theirs = h.sim.sim().ledger();
-    let mut ours: Vec<(String, i64)> = ours
+    let mut ours: Vec<(String, String, i64)> = ours
         .iter()
-        .map(|e| (e.wiro_guid.clone().unwrap_or_default(), e.amount_cents))
+        .map(|e| {
+            let kind = match e.kind {
+                domain::model::ChargeKind::DuplicateDeploy => "deploy",
+                other => other.as_str(),
+            };
+            (
+                e.wiro_guid.clone().unwrap_or_default(),
+                kind.to_owned(),
+                e.amount_cents,
+            )
+        })
         .collect();
-    let mut theirs: Vec<(String, i64)> = theirs
+    let mut theirs: Vec<(String, String, i64)> = sim
+        .sim()
+        .ledger()
         .iter()
-        .map(|c| (c.instance_guid.clone(), (c.amount * 100.0).round() as i64))
+        .map(|c| {
+            (
+                c.instance_guid.clone(),
+                c.kind.to_owned(),
+                (c.amount * 100.0).round() as i64,
+            )
+        })
         .collect();
     ours.sort();
     theirs.sort();
-    assert_eq!(ours, theirs, "our ledger differs from the simulator's");
+    (ours, theirs)
 }
 
 /// A context sharing the harness's key, with `tweak` applied to its settings.

@@ -205,6 +205,15 @@ async fn a_deploy_applied_but_dropped_is_adopted_not_repeated(pool: PgPool) {
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn bursts_of_5xx_and_429_delay_orders_but_never_duplicate_them(pool: PgPool) {
     let h = harness(pool).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            order(&h, &format!("burst-{i}"), "instagram-manager", instagram())
+                .await
+                .id,
+        );
+    }
+    // The orders are in; now every call may fail, and the first Deploys are rate limited.
     let sim = h.sim.sim();
     sim.add_fault(FaultSpec {
         status: Some(503),
@@ -219,14 +228,6 @@ async fn bursts_of_5xx_and_429_delay_orders_but_never_duplicate_them(pool: PgPoo
     })
     .unwrap();
     let (_stop, _worker) = spawn_worker(&h.ctx);
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        ids.push(
-            order(&h, &format!("burst-{i}"), "instagram-manager", instagram())
-                .await
-                .id,
-        );
-    }
     for id in &ids {
         wait_for(
             &h.pool,

@@ -31,17 +31,6 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         return Ok(Step::Continue);
     }
     let want_running = instance.state == InstanceState::Starting;
-    // Polling has a deadline: an agent that never gets there fails for ops instead of being
-    // polled forever.
-    let waited = chrono::Utc::now() - instance.state_changed_at;
-    if waited.to_std().unwrap_or_default() > ctx.settings.provisioning.start_deadline {
-        let reason = format!(
-            "the agent did not reach {} within {}",
-            if want_running { "Running" } else { "Stopped" },
-            humantime(ctx.settings.provisioning.start_deadline)
-        );
-        return fail(ctx, instance, step_name(want_running), &reason).await;
-    }
     let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
     let mut poll = FIRST_POLL;
     let mut current = instance.clone();
@@ -67,6 +56,21 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
             Action::Wait => {}
             Action::Finish(step) => return Ok(step),
         }
+        // Polling has a deadline: an agent that never gets there fails for ops instead of
+        // being polled forever.
+        let waited = (chrono::Utc::now() - current.state_changed_at)
+            .to_std()
+            .unwrap_or_default();
+        let limit = ctx.settings.provisioning.start_deadline;
+        if waited > limit {
+            let reason = format!(
+                "the agent did not reach {} within {}s (Wiro status {})",
+                if want_running { "Running" } else { "Stopped" },
+                limit.as_secs(),
+                agent.status.code()
+            );
+            return fail(ctx, &current, step_name(want_running), &reason).await;
+        }
         // Keep a status change visible while we wait (and notice concurrent changes).
         if current.wiro_status != Some(agent.status.code() as i16) {
             match transition_observed(ctx, &current, &agent, Change::default()).await? {
@@ -80,10 +84,6 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         tokio::time::sleep(poll).await;
         poll = (poll * 2).min(MAX_POLL);
     }
-}
-
-fn humantime(d: Duration) -> String {
-    format!("{}s", d.as_secs())
 }
 
 enum Action {

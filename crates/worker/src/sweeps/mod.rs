@@ -106,7 +106,9 @@ pub(crate) async fn change_and_provision(
     Ok(true)
 }
 
-/// Hands the agent to the provisioning job to start it again.
+/// Hands the agent to the provisioning job to start it again. A concurrent change (another
+/// sweep recording what it saw) does not make it give up: it re-reads and tries again while the
+/// agent is still at rest.
 pub(crate) async fn restart(
     ctx: &Services,
     instance: &Instance,
@@ -117,7 +119,26 @@ pub(crate) async fn restart(
         state: Some(InstanceState::Starting),
         ..Change::default()
     };
-    change_and_provision(ctx, instance, change).await
+    let mut current = instance.clone();
+    for _ in 0..5 {
+        if !matches!(
+            current.state,
+            InstanceState::Running | InstanceState::Stopped
+        ) {
+            return Ok(false); // in progress, failed, or waiting: not ours to restart
+        }
+        if change_and_provision(ctx, &current, change.clone()).await? {
+            return Ok(true);
+        }
+        match instances::get(&ctx.pool, instance.id).await? {
+            Some(fresh) => current = fresh,
+            None => return Ok(false),
+        }
+    }
+    anyhow::bail!(
+        "instance {} kept changing; restart left to the next sweep",
+        instance.id
+    )
 }
 
 /// Hands the agent to the provisioning job to stop it.

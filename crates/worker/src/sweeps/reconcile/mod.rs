@@ -141,6 +141,12 @@ async fn observe_one(
                 change.state = Some(InstanceState::Stopped);
             }
         }
+        AgentStatus::Stopped
+            if instance.state == InstanceState::Stopped && wants_running && subscribed =>
+        {
+            // Stopped by an expiry and paid again since, but its restart was missed.
+            restart_needed = true;
+        }
         AgentStatus::Error
             if wants_running
                 && matches!(
