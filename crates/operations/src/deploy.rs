@@ -248,6 +248,14 @@ pub async fn contain(
     op: Option<OperationId>,
 ) -> domain::Result<()> {
     let mut tx = services.pool.begin().await?;
+    // Read under the row lock: the instance may have been recorded as the order's own since
+    // the caller looked (a search and a reconciliation can meet on one new instance).
+    let Some(current) = instances::lock(&mut *tx, instance.id).await? else {
+        return Ok(());
+    };
+    if current.wiro_guid.as_deref() == Some(agent.guid.as_str()) {
+        return Ok(());
+    }
     if upstream::record_duplicate(&mut *tx, &agent.guid, instance.id, op).await? {
         ledger::record(
             &mut *tx,

@@ -75,7 +75,8 @@ impl Held {
     }
 }
 
-/// Commits the intent (and links `key` to it). `None` when the flight is busy.
+/// Commits the intent (and links `key` to it). `None` when the flight is busy — or, for a
+/// Deploy, when the order already has its instance.
 ///
 /// # Errors
 /// Database errors.
@@ -86,6 +87,14 @@ pub async fn begin(
 ) -> domain::Result<Option<Held>> {
     let asked_at = Instant::now();
     let mut tx = services.pool.begin().await?;
+    // Under the instance's row lock (which recording a result also takes), so a caller that
+    // read the instance before another's Deploy was recorded cannot start a second one.
+    let Some(instance) = instances::lock(&mut *tx, new.instance).await? else {
+        return Ok(None);
+    };
+    if new.kind == OperationKind::Deploy && instance.wiro_guid.is_some() {
+        return Ok(None);
+    }
     let Some(op) = operations::begin(&mut *tx, new).await? else {
         return Ok(None);
     };
@@ -147,6 +156,8 @@ pub async fn settle(
     effects: Effects<'_>,
 ) -> domain::Result<bool> {
     let mut tx = services.pool.begin().await?;
+    // Instance row first, then the operation: the order `begin` takes them in.
+    instances::lock(&mut *tx, op.instance_id).await?;
     match operations::settle(&mut *tx, op.id, &settlement).await {
         Ok(true) => {}
         Ok(false) => return Ok(false),

@@ -304,3 +304,30 @@ async fn orders_with_a_plan_and_credentials_still_run_end_to_end(pool: PgPool) {
     running_order(&h, "plain", "instagram-manager", Plan::Pro, instagram()).await;
     assert_ledgers_match(&h).await;
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_instance_recorded_as_the_orders_own_is_never_contained_as_its_duplicate(pool: PgPool) {
+    // A search and a reconciliation can meet on one new instance: whichever records it first,
+    // the other must not then cancel the customer's own subscription as a "duplicate".
+    let h = harness(pool).await;
+    let instance = order(&h, "raced", "email-assistant", PendingConfig::default()).await;
+    drive(&h.ctx, instance.id).await;
+    let own = instances::get(&h.pool, instance.id).await.unwrap().unwrap();
+    let agent = h
+        .ctx
+        .wiro
+        .detail(own.wiro_guid.as_deref().unwrap())
+        .await
+        .unwrap();
+    // `instance` is the stale copy read before the guid was recorded.
+    operations::deploy::contain(&h.ctx, &instance, &agent, None)
+        .await
+        .unwrap();
+    assert!(!h.sim.sim().instances()[0].cancel_at_period_end);
+    let duplicates: i64 = sqlx::query_scalar("SELECT count(*) FROM upstream_duplicates")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(duplicates, 0);
+    assert_ledgers_match(&h).await;
+}

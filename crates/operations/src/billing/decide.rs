@@ -115,6 +115,14 @@ pub(super) fn decide(
             snapshot.expected_cents = proration(pre);
             plan(OperationKind::Upgrade, snapshot)
         }
+        BillingAction::ExtraCredits { .. } if !active => {
+            // Wiro refuses it ("Active subscription required to purchase extra credits."):
+            // nothing to send.
+            return Err(BillingError::Pointless(
+                "subscription_required",
+                "the subscription is not active; renew it before buying credits".into(),
+            ));
+        }
         BillingAction::ExtraCredits { pack } => {
             let price = services
                 .settings

@@ -108,7 +108,14 @@ fn pack_evidence(snapshot: &Snapshot, post: &UserAgent) -> Option<bool> {
         .map(|t| t.timestamp())
         == snapshot.period_end;
     let monthly_left = post.monthly_credits().unwrap_or(0) > 0;
-    (after <= before && same_period && monthly_left).then_some(false)
+    // Without an active subscription Wiro sells no pack ("Active subscription required to
+    // purchase extra credits."): inactive then and now, it cannot have happened.
+    let never_active = !snapshot.active
+        && !post
+            .subscription
+            .as_ref()
+            .is_some_and(wiro_client::models::Subscription::is_active);
+    (after <= before && (never_active || (same_period && monthly_left))).then_some(false)
 }
 
 /// Cancel and undo-cancel are settled by sending them again under a new lease.

@@ -65,6 +65,15 @@ async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> 
         return Ok(());
     };
     let agent = ctx.wiro.detail(guid).await?;
+    let subscribed = agent
+        .subscription
+        .as_ref()
+        .is_some_and(wiro_client::models::Subscription::is_active);
+    if !subscribed {
+        // Expired since we last looked: nothing to top up (renewal refreshes the credits).
+        observe::record_now(&ctx.pool, instance.id, None, &agent, Change::default()).await?;
+        return Ok(());
+    }
     let credits = agent.monthly_credits().unwrap_or(0) + agent.extracredits.unwrap_or(0);
     let threshold = ctx.settings.billing.topup_threshold;
     let subject = alerts::instance_subject(instance.id);

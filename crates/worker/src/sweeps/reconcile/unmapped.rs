@@ -40,6 +40,8 @@ pub(super) async fn handle(ctx: &Services, unknown: &[&UserAgent]) -> anyhow::Re
             continue;
         };
         match instances::get(&ctx.pool, order).await? {
+            // Recorded as the order's own since we listed it.
+            Some(instance) if instance.wiro_guid.as_deref() == Some(agent.guid.as_str()) => {}
             Some(instance) if instance.wiro_guid.is_none() => {
                 deploy::readopt(ctx, &instance, &agent).await?;
                 found.adopting += 1;
