@@ -96,19 +96,14 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
             Ok(Deployed::Done)
         }
         Err(error) if error.outcome() == Outcome::NotApplied => {
-            let not_sent = matches!(error, wiro_client::Error::NotSent { .. });
-            let state = if not_sent {
-                OperationState::NotSent
-            } else {
-                OperationState::Refused
-            };
-            let settlement = protocol::ended(state, Some(error.to_string()));
-            protocol::settle(services, &held.op, settlement, Effects::default()).await?;
-            Ok(if not_sent {
-                Deployed::NotSent
-            } else {
-                Deployed::Refused(error)
-            })
+            let reason = error.to_string();
+            Ok(
+                if protocol::not_applied(services, &held.op, &error, reason).await? {
+                    Deployed::NotSent
+                } else {
+                    Deployed::Refused(error)
+                },
+            )
         }
         Err(error) => {
             protocol::lost(services, &held.op, &error).await?;

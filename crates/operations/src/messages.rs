@@ -109,14 +109,8 @@ pub async fn send(
             Ok((held.op.id, sent))
         }
         Err(error) if error.outcome() == Outcome::NotApplied => {
-            let not_sent = matches!(error, wiro_client::Error::NotSent { .. });
-            let state = if not_sent {
-                OperationState::NotSent
-            } else {
-                OperationState::Refused
-            };
-            let settlement = protocol::ended(state, Some(error.to_string()));
-            protocol::settle(services, &held.op, settlement, Effects::default()).await?;
+            let reason = error.to_string();
+            let not_sent = protocol::not_applied(services, &held.op, &error, reason).await?;
             Err(if not_sent || error.is_transient() {
                 SendError::Upstream(error)
             } else {

@@ -229,6 +229,27 @@ pub fn ended(state: OperationState, error: Option<String>) -> Settlement {
     }
 }
 
+/// Settles a call that did not take effect: `not_sent` when it never left this process (its
+/// deadline had passed), `refused` otherwise, with `reason`. True when it was not sent.
+///
+/// # Errors
+/// Database errors.
+pub async fn not_applied(
+    services: &Services,
+    op: &Operation,
+    error: &wiro_client::Error,
+    reason: String,
+) -> domain::Result<bool> {
+    let not_sent = matches!(error, wiro_client::Error::NotSent { .. });
+    let state = if not_sent {
+        OperationState::NotSent
+    } else {
+        OperationState::Refused
+    };
+    settle(services, op, ended(state, Some(reason)), Effects::default()).await?;
+    Ok(not_sent)
+}
+
 /// Records a call whose answer was lost: it stays unresolved until its lease is over.
 ///
 /// # Errors

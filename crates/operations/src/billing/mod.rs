@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use domain::db::instances::{self, Instance};
 use domain::db::operations::{self, NewOperation};
 use domain::ids::OperationId;
-use domain::model::{CancelSource, OperationKind, OperationState, Pack};
+use domain::model::{CancelSource, OperationKind, Pack};
 use serde::{Deserialize, Serialize};
 use wiro_client::{Outcome, WiroError};
 
@@ -187,20 +187,13 @@ pub async fn perform(
                 let undone = answer::Answer::UndoCancel;
                 answer::settle(services, &held.op, &current, &plan.snapshot, undone).await?
             } else {
-                let state = if matches!(error, wiro_client::Error::NotSent { .. }) {
-                    OperationState::NotSent
+                let reason = refusal_text(&error);
+                let not_sent = protocol::not_applied(services, &held.op, &error, reason).await?;
+                return Err(if not_sent || error.is_transient() {
+                    BillingError::Upstream(error)
                 } else {
-                    OperationState::Refused
-                };
-                let settlement = protocol::ended(state, Some(refusal_text(&error)));
-                protocol::settle(services, &held.op, settlement, Default::default()).await?;
-                return Err(
-                    if error.is_transient() || state == OperationState::NotSent {
-                        BillingError::Upstream(error)
-                    } else {
-                        BillingError::Refused(error)
-                    },
-                );
+                    BillingError::Refused(error)
+                });
             }
         }
         Err(error) => {
