@@ -218,6 +218,23 @@ async fn every_bad_token_gets_401_with_a_problem_body(pool: PgPool) {
         ),
         ("missing sub", Some(token(&hs, &without("sub"), &secret))),
         ("missing exp", Some(token(&hs, &without("exp"), &secret))),
+        (
+            "nbf in the future",
+            Some(token(&hs, &with("nbf", json!(now + 600)), &secret)),
+        ),
+        (
+            "lifetime over auth.max_token_lifetime",
+            Some(token(
+                &hs,
+                &json!({"sub": "dave", "iss": app.settings.auth.issuer, "aud": app.settings.auth.audience,
+                        "iat": now, "exp": now + 48 * 3600}),
+                &secret,
+            )),
+        ),
+        (
+            "no iat, expiring past the cap",
+            Some(token(&hs, &with("exp", json!(now + 48 * 3600)), &secret)),
+        ),
     ];
     for (case, token) in cases {
         let answer = app
@@ -250,6 +267,54 @@ async fn every_bad_token_gets_401_with_a_problem_body(pool: PgPool) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_ops_token_is_not_a_customer_token_with_a_claim(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
+        |_| {},
+        false,
+    )
+    .await;
+    let secret = secrecy::ExposeSecret::expose_secret(&app.settings.auth.hs256_secret)
+        .as_bytes()
+        .to_vec();
+    let now = chrono::Utc::now().timestamp();
+    let hs = Header::new(Algorithm::HS256);
+    // A customer-audience token claiming the role: forged (or a customer's own, edited).
+    let forged = token(
+        &hs,
+        &json!({"sub": "mallory", "iss": app.settings.auth.issuer, "aud": app.settings.auth.audience,
+                "exp": now + 600, "role": "ops"}),
+        &secret,
+    );
+    let answer = app.get("/v1/admin/ledger", &forged).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{:?}", answer.body);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ops audience")
+    );
+    // An ops-audience token without the role is no customer either.
+    let no_role = token(
+        &hs,
+        &json!({"sub": "mallory", "iss": app.settings.auth.issuer, "aud": app.settings.auth.ops_audience,
+                "exp": now + 600}),
+        &secret,
+    );
+    assert_eq!(
+        app.get("/v1/agents", &no_role).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The real thing: the ops audience and the role.
+    let ops = app.ops_token();
+    assert_eq!(
+        app.get("/v1/admin/ledger", &ops).await.status,
+        StatusCode::OK
+    );
 }
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]

@@ -1,7 +1,9 @@
 //! Bearer JWTs: one algorithm pinned by config (HS256 secret, or an RS256/ES256/EdDSA public
-//! key); `exp`, `iss`, `aud` and `sub` required. `sub` is the customer's external id; `role:
-//! "ops"` grants the ops endpoints. The extractors resolve the caller once per request, and
-//! every customer-scoped query takes the customer from here — never from the request.
+//! key); `exp`, `iss`, `aud` and `sub` required, `nbf` checked, lifetimes capped. `sub` is the
+//! customer's external id. Ops tokens are their own kind: `role: "ops"` *and* the ops audience
+//! (`auth.ops_audience`); a customer-audience token claiming the role is refused. The extractors
+//! resolve the caller once per request, and every customer-scoped query takes the customer from
+//! here — never from the request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +35,9 @@ pub struct Claims {
     /// Issued at.
     #[serde(default)]
     pub iat: Option<i64>,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// `ops` for the ops role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -43,6 +48,9 @@ pub struct Claims {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    customer_audience: String,
+    ops_audience: String,
+    max_lifetime: i64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -67,8 +75,10 @@ impl JwtVerifier {
     /// From `[auth]`.
     ///
     /// # Errors
-    /// When the key does not parse for the algorithm (the message names the setting).
+    /// No HS256 secret, or a published one (the message names the variable to set); a key that
+    /// does not parse for the algorithm.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        settings.require_signing_secret()?;
         let auth = &settings.auth;
         let alg = algorithm(&auth.algorithm)?;
         let pem = auth.public_key_pem.as_bytes();
@@ -84,9 +94,16 @@ impl JwtVerifier {
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&auth.issuer]);
-        validation.set_audience(&[&auth.audience]);
+        validation.set_audience(&[&auth.audience, &auth.ops_audience]);
+        validation.validate_nbf = true;
         validation.leeway = auth.leeway.as_secs();
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            customer_audience: auth.audience.clone(),
+            ops_audience: auth.ops_audience.clone(),
+            max_lifetime: auth.max_token_lifetime.as_secs() as i64,
+        })
     }
 
     /// Verifies `token`.
@@ -95,7 +112,7 @@ impl JwtVerifier {
     /// 401 naming what is wrong (expired, wrong audience...).
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         use jsonwebtoken::errors::ErrorKind as K;
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -112,38 +129,86 @@ impl JwtVerifier {
                     K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => {
                         "the token is malformed".to_owned()
                     }
+                    K::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
                     other => format!("the token is not valid ({other:?})"),
                 };
                 ApiError::unauthorized(why)
-            })
+            })?;
+        let issued = claims.iat.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        if claims.exp - issued > self.max_lifetime {
+            return Err(ApiError::unauthorized(format!(
+                "the token lives longer than this API accepts ({}s)",
+                self.max_lifetime
+            )));
+        }
+        let ops = claims.role.as_deref() == Some("ops");
+        let audience = if ops {
+            &self.ops_audience
+        } else {
+            &self.customer_audience
+        };
+        if &claims.aud != audience {
+            return Err(ApiError::unauthorized(if ops {
+                "an ops token must carry the ops audience"
+            } else {
+                "the token's audience is not this API"
+            }));
+        }
+        Ok(claims)
     }
 }
 
-/// Mints an HS256 token (the `reseller token` command, `up`, and tests).
+/// Mints an HS256 token (the `reseller token` command, `up`, and tests), living
+/// `auth.token_ttl`.
 ///
 /// # Errors
 /// When HS256 is not the configured algorithm or the secret is unusable.
 pub fn mint(settings: &Settings, sub: &str, role: Option<&str>) -> anyhow::Result<String> {
+    mint_for(settings, sub, role, settings.auth.token_ttl).map(|(token, _)| token)
+}
+
+/// Mints an HS256 token living `ttl`; returns it with its expiry (Unix seconds). Ops tokens
+/// carry the ops audience.
+///
+/// # Errors
+/// When HS256 is not the configured algorithm, the secret is missing or published, or `ttl`
+/// exceeds `auth.max_token_lifetime`.
+pub fn mint_for(
+    settings: &Settings,
+    sub: &str,
+    role: Option<&str>,
+    ttl: std::time::Duration,
+) -> anyhow::Result<(String, i64)> {
     if settings.auth.algorithm != "HS256" {
         anyhow::bail!(
             "tokens can only be minted with auth.algorithm = HS256 (the SaaS mints its own otherwise)"
         );
     }
+    settings.require_signing_secret()?;
+    if ttl.is_zero() || ttl > settings.auth.max_token_lifetime {
+        anyhow::bail!(
+            "the token lifetime must be greater than zero and at most auth.max_token_lifetime ({}s)",
+            settings.auth.max_token_lifetime.as_secs()
+        );
+    }
     let now = chrono::Utc::now().timestamp();
+    let ops = role == Some("ops");
     let claims = Claims {
         sub: sub.to_owned(),
         iss: settings.auth.issuer.clone(),
-        aud: settings.auth.audience.clone(),
-        exp: now + settings.auth.token_ttl.as_secs() as i64,
+        aud: if ops {
+            settings.auth.ops_audience.clone()
+        } else {
+            settings.auth.audience.clone()
+        },
+        exp: now + ttl.as_secs() as i64,
         iat: Some(now),
+        nbf: None,
         role: role.map(str::to_owned),
     };
     let key = EncodingKey::from_secret(settings.auth.hs256_secret.expose_secret().as_bytes())?;
-    Ok(jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &key,
-    )?)
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?;
+    Ok((token, claims.exp))
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {

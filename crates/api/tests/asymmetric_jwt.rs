@@ -27,6 +27,7 @@ fn claims(s: &domain::Settings) -> Claims {
         aud: s.auth.audience.clone(),
         exp: chrono::Utc::now().timestamp() + 300,
         iat: None,
+        nbf: None,
         role: None,
     }
 }

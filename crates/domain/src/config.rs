@@ -124,15 +124,23 @@ pub struct AuthSettings {
     pub public_key_pem: String,
     /// Required issuer.
     pub issuer: String,
-    /// Required audience.
+    /// Required audience of customer tokens.
     pub audience: String,
+    /// Required audience of ops tokens (a customer-audience token never grants ops).
+    pub ops_audience: String,
     /// Clock skew allowance.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// The longest a token may live (`exp` − `iat`, or `exp` − now without `iat`).
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
     /// Lifetime of minted tokens.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
 }
+
+/// HS256 secrets that have been published (in this repository): never accepted for signing.
+pub const PUBLISHED_HS256_SECRETS: &[&str] = &["dev-only-secret-change-me-0123456789abcdef"];
 
 /// `[provisioning]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -418,10 +426,38 @@ impl Settings {
                 ),
             );
         }
-        if self.auth.algorithm == "HS256" && self.auth.hs256_secret.expose_secret().len() < 32 {
+        let secret = self.auth.hs256_secret.expose_secret();
+        if self.auth.algorithm == "HS256" && !secret.is_empty() && secret.len() < 32 {
             return bad(
                 "auth.hs256_secret",
                 "must be at least 32 bytes for HS256".into(),
+            );
+        }
+        if self.auth.audience.trim().is_empty()
+            || self.auth.ops_audience.trim().is_empty()
+            || self.auth.audience == self.auth.ops_audience
+        {
+            return bad(
+                "auth.audience / auth.ops_audience",
+                "must both be set and differ: an ops token must not be a customer token with a claim"
+                    .into(),
+            );
+        }
+        if self.auth.leeway > Duration::from_secs(300) {
+            return bad("auth.leeway", "must be at most 5m".into());
+        }
+        if self.auth.max_token_lifetime < Duration::from_secs(60)
+            || self.auth.max_token_lifetime > Duration::from_secs(30 * 86_400)
+        {
+            return bad(
+                "auth.max_token_lifetime",
+                "must be between 1m and 30d".into(),
+            );
+        }
+        if self.auth.token_ttl.is_zero() || self.auth.token_ttl > self.auth.max_token_lifetime {
+            return bad(
+                "auth.token_ttl",
+                "must be greater than zero and at most auth.max_token_lifetime".into(),
             );
         }
         if self.auth.algorithm != "HS256" && self.auth.public_key_pem.trim().is_empty() {
@@ -506,6 +542,30 @@ impl Settings {
             crate::sealed::Sealer::from_base64(key).map_err(|e| ConfigError(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Refuses to sign or verify tokens with no HS256 secret, or with a published one: anyone
+    /// who has read the repository could mint an ops token.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable to set.
+    pub fn require_signing_secret(&self) -> Result<(), ConfigError> {
+        if self.auth.algorithm != "HS256" {
+            return Ok(());
+        }
+        let secret = self.auth.hs256_secret.expose_secret();
+        let why = if secret.is_empty() {
+            "is not set"
+        } else if PUBLISHED_HS256_SECRETS.contains(&secret) {
+            "is the published development value"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError(format!(
+            "auth.hs256_secret {why}: set RESELLER_AUTH__HS256_SECRET to at least 32 random bytes \
+             (head -c32 /dev/urandom | base64), or verify an asymmetric key with \
+             RESELLER_AUTH__ALGORITHM and RESELLER_AUTH__PUBLIC_KEY_PEM"
+        )))
     }
 
     /// True when a Wiro API key is configured (otherwise `up` embeds the simulator).
@@ -606,6 +666,23 @@ mod tests {
         assert!(err.to_string().contains("package9"), "{err}");
         let err = with("billing.starter_policy", "maybe").unwrap_err();
         assert!(err.to_string().contains("starter_policy"), "{err}");
+    }
+
+    #[test]
+    fn no_shipped_secret_signs_anything() {
+        let shipped = Settings::defaults().unwrap();
+        let err = shipped.require_signing_secret().unwrap_err().to_string();
+        assert!(err.contains("RESELLER_AUTH__HS256_SECRET"), "{err}");
+        let published = with("auth.hs256_secret", PUBLISHED_HS256_SECRETS[0]).unwrap();
+        assert!(published.require_signing_secret().is_err());
+        let own = with("auth.hs256_secret", "x".repeat(40)).unwrap();
+        assert!(own.require_signing_secret().is_ok());
+        let err = with("auth.leeway", "10m").unwrap_err();
+        assert!(err.to_string().contains("auth.leeway"), "{err}");
+        let err = with("auth.token_ttl", "90d").unwrap_err();
+        assert!(err.to_string().contains("auth.token_ttl"), "{err}");
+        let err = with("auth.ops_audience", "wiro-reseller").unwrap_err();
+        assert!(err.to_string().contains("ops_audience"), "{err}");
     }
 
     #[test]

@@ -37,7 +37,9 @@ enum Command {
     Sim(wiro_sim::cli::SimArgs),
     /// Apply the database migrations (ours and the job queue's), then exit.
     Migrate,
-    /// Print a JWT (HS256, configured secret) for a customer, or for ops with --role ops.
+    /// Print a JWT (HS256) for a customer, or for ops with --role ops: the bare token on stdout,
+    /// its expiry on stderr. Signs with RESELLER_AUTH__HS256_SECRET, or — beside `reseller up` —
+    /// with the development secret `up` generated in .reseller/.
     Token {
         /// The customer's external id (or the ops user's name).
         #[arg(long)]
@@ -45,6 +47,9 @@ enum Command {
         /// `ops` for the ops role.
         #[arg(long)]
         role: Option<String>,
+        /// Lifetime, e.g. 15m or 12h (default auth.token_ttl; at most auth.max_token_lifetime).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -102,19 +107,24 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Token { sub, role } => {
-            let settings = domain::Settings::load()?;
+        Command::Token { sub, role, ttl } => {
+            let mut settings = domain::Settings::load()?;
+            runtime::use_dev_jwt_secret(&mut settings, false)?;
             if let Some(role) = &role
                 && role != "ops"
             {
                 anyhow::bail!("--role must be ops (or absent for a customer token)");
             }
-            println!("{}", api::auth::mint(&settings, &sub, role.as_deref())?);
-            Ok(())
+            let ttl = ttl.unwrap_or(settings.auth.token_ttl);
+            let (token, expires) = api::auth::mint_for(&settings, &sub, role.as_deref(), ttl)?;
+            let at = chrono::DateTime::from_timestamp(expires, 0).unwrap_or_default();
+            eprintln!("expires {} ({expires})", at.to_rfc3339());
+            print_stdout(&format!("{token}\n"))
         }
         Command::Openapi => print_stdout(&format!("{}\n", api::openapi().to_pretty_json()?)),
         Command::Provision(args) => {
-            let settings = domain::Settings::load()?;
+            let mut settings = domain::Settings::load()?;
+            runtime::use_dev_jwt_secret(&mut settings, false)?;
             provision::run(args, &settings).await
         }
         Command::Status { days } => {

@@ -11,6 +11,61 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgPool};
 
+/// Where `reseller up` keeps the credentials key it generated.
+pub const DEV_CREDENTIALS_KEY: &str = ".reseller/credentials.key";
+/// Where `reseller up` keeps the JWT secret it generated (`reseller token` beside it uses it).
+pub const DEV_JWT_SECRET: &str = ".reseller/jwt.secret";
+
+/// A development secret at `path` (relative to the working directory), generated (0600) when
+/// missing. Only the demo (`reseller up`) creates them.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn dev_secret(path: &str, what: &str, variable: &str) -> anyhow::Result<String> {
+    let file = std::path::Path::new(path);
+    if let Ok(key) = std::fs::read_to_string(file)
+        && Sealer::from_base64(key.trim()).is_ok()
+    {
+        return Ok(key.trim().to_owned());
+    }
+    let key = Sealer::generate_key();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(file, &key).with_context(|| format!("writing {path}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {path} to its owner"))?;
+    }
+    eprintln!("generated a development {what} in {path} (set {variable} in production)");
+    Ok(key)
+}
+
+/// With HS256 and no secret configured, uses the development secret `reseller up` keeps in
+/// [`DEV_JWT_SECRET`] — creating it when `create` (only `up` does). An explicitly configured
+/// secret always wins. True when the development secret is in use.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn use_dev_jwt_secret(settings: &mut Settings, create: bool) -> anyhow::Result<bool> {
+    if settings.auth.algorithm != "HS256" || !settings.auth.hs256_secret.expose_secret().is_empty()
+    {
+        return Ok(false);
+    }
+    let secret = if create {
+        dev_secret(DEV_JWT_SECRET, "JWT secret", "RESELLER_AUTH__HS256_SECRET")?
+    } else {
+        match std::fs::read_to_string(DEV_JWT_SECRET) {
+            Ok(secret) if !secret.trim().is_empty() => secret.trim().to_owned(),
+            _ => return Ok(false),
+        }
+    };
+    settings.auth.hs256_secret = secrecy::SecretString::from(secret);
+    Ok(true)
+}
+
 /// Loads settings and starts logging.
 ///
 /// # Errors

@@ -88,6 +88,8 @@ pub fn worker_pool_size(settings: &Settings) -> u32 {
 /// # Errors
 /// Start-up failures.
 pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
+    // Configuration first: no published or missing secret ever verifies a token.
+    settings.require_signing_secret()?;
     let settings = Arc::new(settings);
     let pool = runtime::pool(&settings, settings.database.api_max_connections).await?;
     runtime::require_migrated(&pool).await?;

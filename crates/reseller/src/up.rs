@@ -3,12 +3,10 @@
 //! Wiro key, the simulator embedded with the default catalog and a funded demo account.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use domain::Settings;
-use domain::sealed::Sealer;
 use secrecy::{ExposeSecret, SecretString};
 use wiro_sim::{SimConfig, SimServer};
 
@@ -16,8 +14,6 @@ use crate::{runtime, serve};
 
 /// The demo account of the embedded simulator.
 const DEMO_KEY: &str = "demo-key";
-/// Where `up` keeps a generated credentials key, so a restart can still open sealed values.
-const DEV_KEY_FILE: &str = ".reseller/credentials.key";
 
 /// Flags of `up`.
 #[derive(Clone, Debug, clap::Args)]
@@ -31,30 +27,6 @@ pub struct UpArgs {
     /// Wallet of the simulator's demo account, in dollars.
     #[arg(long, default_value_t = 1000.0)]
     pub sim_wallet: f64,
-}
-
-fn dev_credentials_key() -> anyhow::Result<String> {
-    let path = Path::new(DEV_KEY_FILE);
-    if let Ok(key) = std::fs::read_to_string(path)
-        && Sealer::from_base64(key.trim()).is_ok()
-    {
-        return Ok(key.trim().to_owned());
-    }
-    let key = Sealer::generate_key();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, &key).with_context(|| format!("writing {DEV_KEY_FILE}"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {DEV_KEY_FILE} to its owner"))?;
-    }
-    eprintln!(
-        "generated a development credentials key in {DEV_KEY_FILE} (set RESELLER_SECURITY__CREDENTIALS_KEY in production)"
-    );
-    Ok(key)
 }
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -84,9 +56,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         settings.wiro.api_key = SecretString::from(DEMO_KEY.to_owned());
         Some(sim)
     };
+    // The demo, and only the demo, falls back to development secrets it generates (kept
+    // under .reseller/ so a restart opens what it sealed and honours the tokens it printed).
     if settings.security.credentials_key.expose_secret().is_empty() {
-        settings.security.credentials_key = SecretString::from(dev_credentials_key()?);
+        settings.security.credentials_key = SecretString::from(runtime::dev_secret(
+            runtime::DEV_CREDENTIALS_KEY,
+            "credentials key",
+            "RESELLER_SECURITY__CREDENTIALS_KEY",
+        )?);
     }
+    runtime::use_dev_jwt_secret(&mut settings, true)?;
     settings.validate()?;
     let settings = Arc::new(settings);
 

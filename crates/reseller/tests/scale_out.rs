@@ -37,12 +37,14 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
     line_starting(&sim_out, "wiro-sim listening on", Duration::from_secs(30));
 
     let key = domain::sealed::Sealer::generate_key();
+    let jwt_secret = domain::sealed::Sealer::generate_key();
     let common_env = |extra: Vec<(&'static str, String)>| {
         let mut env = vec![
             ("DATABASE_URL", database_url(&pool)),
             ("WIRO_BASE_URL", format!("http://127.0.0.1:{sim_port}/v1")),
             ("WIRO_API_KEY", "scale-key".to_owned()),
             ("RESELLER_SECURITY__CREDENTIALS_KEY", key.clone()),
+            ("RESELLER_AUTH__HS256_SECRET", jwt_secret.clone()),
             ("RESELLER_SCHEDULES__ENABLED", "false".to_owned()),
             ("RESELLER_WORKER__HEARTBEAT_INTERVAL", "1s".to_owned()),
             ("RESELLER_WORKER__POLL_INTERVAL", "200ms".to_owned()),
@@ -79,7 +81,8 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
         .await;
     }
 
-    let settings = domain::Settings::defaults().unwrap();
+    let mut settings = domain::Settings::defaults().unwrap();
+    settings.auth.hs256_secret = secrecy::SecretString::from(jwt_secret.clone());
     let ops = api::auth::mint(&settings, "scale-ops", Some("ops")).unwrap();
     let http = reqwest::Client::new();
     let mut batches = Vec::new();

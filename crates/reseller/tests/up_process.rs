@@ -101,6 +101,33 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
             .contains("hello from up")
     );
 
+    // `reseller token` beside `up` signs with the development secret `up` generated: the bare
+    // token on stdout, its expiry on stderr, and this API accepts it.
+    let minted = std::process::Command::new(env!("CARGO_BIN_EXE_reseller"))
+        .args([
+            "token", "--sub", "tour-ops", "--role", "ops", "--ttl", "10m",
+        ])
+        .current_dir(&dir)
+        .env_remove("RESELLER_AUTH__HS256_SECRET")
+        .env_remove("RESELLER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let beside = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    assert_eq!(beside.split('.').count(), 3, "a bare JWT: {beside}");
+    assert!(String::from_utf8_lossy(&minted.stderr).contains("expires"));
+    let ledger = reqwest::Client::new()
+        .get(format!("{base}/v1/admin/ledger"))
+        .bearer_auth(&beside)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ledger.status(), 200);
+
     // Bulk orders from a CSV through this API, twice: the second run orders nothing.
     let csv = dir.join("customers.csv");
     let mut text = String::from("customer,template,plan,title,credentials\n");

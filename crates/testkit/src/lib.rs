@@ -43,6 +43,7 @@ pub fn settings_for(sim: &SimServer) -> Settings {
     s.provisioning.wait_running_inline = Duration::from_secs(5);
     s.api.catalog_cache_ttl = Duration::from_secs(2);
     s.security.credentials_key = SecretString::from(Sealer::generate_key());
+    s.auth.hs256_secret = SecretString::from(Sealer::generate_key());
     worker::runner::fast_timings(&mut s);
     s.validate().expect("test settings are valid");
     s
