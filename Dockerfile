@@ -15,10 +15,12 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home /nonexistent reseller
 COPY --from=build /usr/local/bin/reseller /usr/local/bin/reseller
 USER reseller
-# In a container, listen on every interface.
+# In a container, listen on every interface. Metrics are on their own port (9090 for the API,
+# 9091 for a worker), never the public API port: publish them only to your scrapers.
 ENV RESELLER_API__LISTEN=0.0.0.0:8080 \
+    RESELLER_API__METRICS_LISTEN=0.0.0.0:9090 \
     RESELLER_WORKER__METRICS_LISTEN=0.0.0.0:9091 \
     LOG_FORMAT=json
-EXPOSE 8080 9091
+EXPOSE 8080 9090 9091
 ENTRYPOINT ["reseller"]
 CMD ["api"]

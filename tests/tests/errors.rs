@@ -227,6 +227,19 @@ async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
     );
     let docs = app.request(Method::GET, "/docs/", None, None, &[]).await;
     assert_eq!(docs.status, StatusCode::OK);
+    let policy = docs.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    for answer in [&docs, &spec] {
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+        assert_eq!(answer.headers["x-frame-options"], "DENY");
+        assert_eq!(answer.headers["referrer-policy"], "no-referrer");
+    }
+    assert!(
+        spec.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
     assert!(
         docs.body.as_str().unwrap().contains("swagger-ui"),
         "Swagger UI HTML"
@@ -239,9 +252,35 @@ async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
     );
     let ready = app.request(Method::GET, "/readyz", None, None, &[]).await;
     assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
-    assert_eq!(ready.body["checks"]["upstream"], "ok");
-    let metrics = app.request(Method::GET, "/metrics", None, None, &[]).await;
-    let text = metrics.body.as_str().unwrap();
+    assert_eq!(ready.body["checks"]["database"], "ok");
+    assert!(
+        ready.body["checks"].get("upstream").is_none(),
+        "a Wiro outage must not take the process out of rotation"
+    );
+    // Metrics are not on the public port, but on the internal listener.
+    let public = app.request(Method::GET, "/metrics", None, None, &[]).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    let weird = app
+        .request(
+            Method::from_bytes(b"BREW").unwrap(),
+            "/healthz",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(weird.status, StatusCode::METHOD_NOT_ALLOWED);
+    let text = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("http_requests_total{"), "{text}");
     assert!(text.contains("instances{state=\"running\"} 0"), "{text}");
+    assert!(
+        text.contains("method=\"OTHER\""),
+        "unknown methods share one label"
+    );
+    assert!(!text.contains("BREW"), "{text}");
 }

@@ -70,7 +70,7 @@ async fn a_pack_bought_once_through_a_lost_answer(pool: PgPool, mode: FaultMode)
         in_doubt_then_settled(&app, &token, &path, &json!({"pack": "package1"}), "pack-1").await;
     assert_eq!(settled.status, StatusCode::OK, "{:?}", settled.body);
     assert_eq!(settled.body["result"], "credits_added");
-    assert_eq!(settled.body["charged_cents"], 400);
+    assert!(settled.body.get("charged_cents").is_none(), "ops-only");
     assert_eq!(sim_charges(&app, "extra_credits"), 1, "one pack upstream");
     assert_eq!(app.sim.sim().instances()[0].extra_credits, 800);
     app.assert_ledgers_match().await;
@@ -136,7 +136,6 @@ async fn a_cancel_and_its_undo_through_lost_answers(pool: PgPool, mode: FaultMod
     let undone = in_doubt_then_settled(&app, &token, &renew, &json!({}), "undo-1").await;
     assert_eq!(undone.status, StatusCode::OK, "{:?}", undone.body);
     assert_eq!(undone.body["result"], "cancel_undone");
-    assert_eq!(undone.body["charged_cents"], 0);
     assert!(!app.sim.sim().instances()[0].cancel_at_period_end);
     assert_eq!(
         sim_charges(&app, "renewal"),
@@ -171,7 +170,6 @@ async fn a_renewal_once_through_a_lost_answer(pool: PgPool, mode: FaultMode) {
     let settled = in_doubt_then_settled(&app, &token, &renew, &json!({}), "renew-1").await;
     assert_eq!(settled.status, StatusCode::OK, "{:?}", settled.body);
     assert_eq!(settled.body["result"], "renewed");
-    assert_eq!(settled.body["charged_cents"], 500);
     assert_eq!(sim_charges(&app, "renewal"), 1);
     app.assert_ledgers_match().await;
 }

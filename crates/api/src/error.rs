@@ -147,66 +147,126 @@ impl ApiError {
         }
     }
 
-    /// The answer to one of Wiro's typed refusals.
+    /// The answer to one of Wiro's typed refusals. Customers get a stable code and a sentence
+    /// of ours; Wiro's own text (which may name our configuration, wallet or URLs) stays in the
+    /// logs and in ops' answers.
     pub(crate) fn from_wiro(error: &WiroError, ops: bool) -> Self {
         use WiroError as W;
-        let conflict = |code| Self::conflict(code, error.to_string());
-        match error {
-            W::AgentNotRunning { .. } => conflict("agent_not_running"),
-            W::AlreadyRunning | W::AlreadyQueued => conflict("agent_already_running"),
-            W::AlreadyStopped => conflict("agent_already_stopped"),
-            W::CurrentlyStopping => conflict("agent_stopping"),
-            W::InErrorState => conflict("agent_in_error"),
-            W::SetupIncomplete => conflict("setup_incomplete"),
-            W::NoCreditsAvailable => conflict("no_credits"),
-            W::SubscriptionRequiredToStart | W::SubscriptionRequiredForExtraCredits => {
-                conflict("subscription_required")
+        let (status, code, sentence): (StatusCode, &'static str, &str) = match error {
+            W::AgentNotRunning { .. } => {
+                (CONFLICT, "agent_not_running", "the agent is not running")
             }
-            W::ExtraCreditsProOnly => conflict("pro_plan_required"),
-            W::SubscriptionAlreadyActive => conflict("subscription_already_active"),
-            W::NoExpiredSubscription => conflict("no_expired_subscription"),
-            W::CannotDowngrade => conflict("downgrade_not_supported"),
-            W::StripeCancelViaPortal => conflict("stripe_subscription"),
-            W::MessageNotCancellable { .. } => conflict("message_not_cancellable"),
-            W::InvalidPack | W::PackNotAvailable | W::CategoriesEmpty | W::InvalidRedirectUrl => {
-                Self::validation(error.to_string())
+            W::AlreadyRunning | W::AlreadyQueued => (
+                CONFLICT,
+                "agent_already_running",
+                "the agent is already running or starting",
+            ),
+            W::AlreadyStopped => (
+                CONFLICT,
+                "agent_already_stopped",
+                "the agent is already stopped",
+            ),
+            W::CurrentlyStopping => (
+                CONFLICT,
+                "agent_stopping",
+                "the agent is stopping; try again shortly",
+            ),
+            W::InErrorState => (CONFLICT, "agent_in_error", "the agent is in an error state"),
+            W::SetupIncomplete => (
+                CONFLICT,
+                "setup_incomplete",
+                "the agent needs its credentials before it can start",
+            ),
+            W::NoCreditsAvailable => (CONFLICT, "no_credits", "the agent has no credits left"),
+            W::SubscriptionRequiredToStart | W::SubscriptionRequiredForExtraCredits => (
+                CONFLICT,
+                "subscription_required",
+                "the agent's subscription is not active",
+            ),
+            W::ExtraCreditsProOnly => (
+                CONFLICT,
+                "pro_plan_required",
+                "extra credits are available on the Pro plan only",
+            ),
+            W::SubscriptionAlreadyActive => (
+                CONFLICT,
+                "subscription_already_active",
+                "the subscription is already active",
+            ),
+            W::NoExpiredSubscription => (
+                CONFLICT,
+                "no_expired_subscription",
+                "there is no expired subscription to renew",
+            ),
+            W::CannotDowngrade => (
+                CONFLICT,
+                "downgrade_not_supported",
+                "a Pro plan cannot be downgraded in place",
+            ),
+            W::StripeCancelViaPortal => (
+                CONFLICT,
+                "stripe_subscription",
+                "this subscription is managed elsewhere and cannot be changed here",
+            ),
+            W::MessageNotCancellable { .. } => (
+                CONFLICT,
+                "message_not_cancellable",
+                "the message has finished and can no longer be cancelled",
+            ),
+            W::InvalidPack | W::PackNotAvailable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "this credit pack is not available for this agent",
+            ),
+            W::CategoriesEmpty
+            | W::InvalidRedirectUrl
+            | W::ValidPlanRequired
+            | W::PricingNotAvailable
+            | W::RenewalPricingNotAvailable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "the request was refused as invalid",
+            ),
+            W::MessageNotFound | W::AgentNotFoundOrAccessDenied => {
+                return Self::not_found("message");
             }
-            W::ValidPlanRequired | W::PricingNotAvailable | W::RenewalPricingNotAvailable => {
-                Self::validation(error.to_string())
-            }
-            W::MessageNotFound | W::AgentNotFoundOrAccessDenied => Self::not_found("message"),
-            W::AgentNotFound | W::AgentNotFoundOrInactive => Self::not_found("template"),
-            W::UserAgentNotFound => Self::new(
+            W::AgentNotFound | W::AgentNotFoundOrInactive => return Self::not_found("template"),
+            W::UserAgentNotFound => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_instance_missing",
-                "the agent no longer exists at Wiro; ops have been alerted by reconciliation",
+                "the agent no longer exists upstream; the operator has been alerted",
             ),
-            W::InsufficientWalletBalance { .. } if ops => Self::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_wallet",
-                error.to_string(),
-            ),
-            W::InsufficientWalletBalance { .. } => Self::new(
+            W::InsufficientWalletBalance { .. } if ops => {
+                (StatusCode::PAYMENT_REQUIRED, "insufficient_wallet", "")
+            }
+            W::InsufficientWalletBalance { .. } => (
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_unavailable",
                 "the service cannot take this payment right now; please contact support",
             ),
             other if other.is_auth() => {
                 tracing::error!(error = %other, "Wiro rejected our credentials");
-                Self::new(
+                (
                     StatusCode::BAD_GATEWAY,
                     "upstream_auth_failed",
-                    "the Wiro connection is misconfigured",
+                    "the service cannot reach its provider right now; please contact support",
                 )
             }
-            other => Self::new(
+            _ => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_refused",
-                other.to_string(),
+                "the provider refused the request",
             ),
+        };
+        if ops {
+            return Self::new(status, code, error.to_string());
         }
+        tracing::info!(code, wiro = %error, "upstream refusal answered with a stable code");
+        Self::new(status, code, sentence)
     }
 }
+
+const CONFLICT: StatusCode = StatusCode::CONFLICT;
 
 impl From<domain::Error> for ApiError {
     fn from(e: domain::Error) -> Self {

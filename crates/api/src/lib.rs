@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod dto;
 pub mod error;
+pub mod headers;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;

@@ -1,14 +1,18 @@
-//! `/metrics` and the middleware recording HTTP requests by route template and status.
+//! The middleware recording HTTP requests by route template and status, and the internal
+//! listener that serves `/metrics` (and `/healthz`) off the public port — for the API
+//! (`api.metrics_listen`) and the worker (`worker.metrics_listen`) alike.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
-use domain::metrics::METRICS;
+use std::net::TcpListener;
 
-use crate::state::AppState;
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use domain::metrics::METRICS;
+use sqlx::PgPool;
 
 /// Middleware: counts and times every request.
 ///
@@ -19,7 +23,17 @@ pub async fn middleware(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Methods outside HTTP's common set share one label: a client must not grow our series.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
     let response = next.call(req).await?;
     // The template, not the path: ids must not explode the label set.
     let route = response
@@ -29,17 +43,17 @@ pub async fn middleware(
     let status = response.status().as_u16().to_string();
     METRICS
         .http_requests
-        .with_label_values(&[&route, &method, &status])
+        .with_label_values(&[&route, method, &status])
         .inc();
     METRICS
         .http_duration
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[&route, method])
         .observe(started.elapsed().as_secs_f64());
     Ok(response)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match domain::metrics::render(&state.pool).await {
+async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
+    match domain::metrics::render(&pool).await {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),
@@ -52,7 +66,25 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Registers `/metrics` (Prometheus text format, not part of the JSON API).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
+/// Serves `/metrics` (Prometheus text format) and `/healthz` on an internal `listener`: never
+/// on the public API port.
+///
+/// # Errors
+/// When the server cannot start on the listener.
+pub fn serve_internal(listener: TcpListener, pool: PgPool) -> std::io::Result<Server> {
+    let pool = web::Data::new(pool);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(pool.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route(
+                "/healthz",
+                web::get()
+                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }

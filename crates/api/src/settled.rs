@@ -71,7 +71,7 @@ pub async fn answer(
                 let instance = instances::get(&state.pool, op.instance_id)
                     .await?
                     .ok_or_else(|| ApiError::not_found("agent"))?;
-                let view = BillingResult::new(&outcome, Some(op.id), instance, customer);
+                let view = BillingResult::new(&outcome, Some(op.id), instance, customer, false);
                 Ok((StatusCode::OK, json(&view)))
             }
         },

@@ -139,14 +139,14 @@ impl Application {
                     .app_data(web::PayloadConfig::default().limit(body_limit)),
             )
             .map(|app| {
-                app.wrap(from_fn(crate::metrics::middleware))
+                app.wrap(from_fn(crate::headers::middleware))
+                    .wrap(from_fn(crate::metrics::middleware))
                     .wrap(from_fn(request_id::middleware))
                     .default_service(web::to(fallback))
             })
             // Serve the finished document, not the one collected per worker.
             .openapi_service(move |_| SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
             .into_app()
-            .configure(crate::metrics::configure)
         })
         .listen(listener)?
         .disable_signals()

@@ -109,6 +109,8 @@ pub struct ApiSettings {
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (0 = one per CPU).
     pub workers: usize,
+    /// Address of the internal `/metrics` listener ("" = none); never the public port.
+    pub metrics_listen: String,
 }
 
 /// `[auth]`.
@@ -523,16 +525,16 @@ impl Settings {
                 "must not be negative".into(),
             );
         }
-        if !self.worker.metrics_listen.is_empty()
-            && self.worker.metrics_listen.parse::<SocketAddr>().is_err()
-        {
-            return bad(
-                "worker.metrics_listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:9091 (or empty)",
-                    self.worker.metrics_listen
-                ),
-            );
+        for (key, value) in [
+            ("api.metrics_listen", &self.api.metrics_listen),
+            ("worker.metrics_listen", &self.worker.metrics_listen),
+        ] {
+            if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+                return bad(
+                    key,
+                    format!("{value:?} is not an address like 127.0.0.1:9091 (or empty)"),
+                );
+            }
         }
         if !["auto", "human", "json"].contains(&self.log.format.as_str()) {
             return bad("log.format", "must be auto, human or json".into());

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::dev::ServerHandle;
 use anyhow::Context;
 use domain::Settings;
 use sqlx::PgPool;
@@ -29,50 +29,26 @@ pub fn start_api(
     Ok((app, addr))
 }
 
-/// Serves `/healthz` and `/metrics` for a worker process on `worker.metrics_listen`.
+/// Serves `/metrics` and `/healthz` on the internal address of `key` (`api.metrics_listen`,
+/// `worker.metrics_listen`); `None` when it is empty.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn start_worker_metrics(
-    settings: &Settings,
+pub fn start_metrics(
+    key: &str,
+    listen: &str,
     pool: &PgPool,
-) -> anyhow::Result<Option<(actix_web::dev::Server, std::net::SocketAddr)>> {
-    if settings.worker.metrics_listen.is_empty() {
+) -> anyhow::Result<Option<(ServerHandle, std::net::SocketAddr)>> {
+    if listen.is_empty() {
         return Ok(None);
     }
-    let listener = TcpListener::bind(&settings.worker.metrics_listen).with_context(|| {
-        format!(
-            "cannot listen on {} (worker.metrics_listen)",
-            settings.worker.metrics_listen
-        )
-    })?;
+    let listener =
+        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen} ({key})"))?;
     let addr = listener.local_addr()?;
-    let pool = web::Data::new(pool.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(pool.clone())
-            .route(
-                "/healthz",
-                web::get()
-                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
-            )
-            .route(
-                "/metrics",
-                web::get().to(|pool: web::Data<PgPool>| async move {
-                    match domain::metrics::render(&pool).await {
-                        Ok(text) => HttpResponse::Ok()
-                            .content_type("text/plain; version=0.0.4; charset=utf-8")
-                            .body(text),
-                        Err(_) => HttpResponse::ServiceUnavailable().finish(),
-                    }
-                }),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(Some((server, addr)))
+    let server = api::metrics::serve_internal(listener, pool.clone())?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(Some((handle, addr)))
 }
 
 /// The worker's pool size: job slots, the NOTIFY listeners and heartbeats.
@@ -95,11 +71,18 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     runtime::require_migrated(&pool).await?;
     let (app, addr) = start_api(&settings, &pool)?;
     let handle = app.handle();
+    let metrics = start_metrics("api.metrics_listen", &settings.api.metrics_listen, &pool)?;
     println!("wiro-reseller API listening on http://{addr} (docs at http://{addr}/docs/)");
+    if let Some((_, addr)) = &metrics {
+        println!("metrics at http://{addr}/metrics");
+    }
     let server = tokio::spawn(app.run_until_stopped());
     runtime::shutdown_signal().await;
     handle.stop(true).await;
     server.await??;
+    if let Some((metrics, _)) = metrics {
+        metrics.stop(true).await;
+    }
     Ok(())
 }
 
@@ -116,20 +99,19 @@ pub async fn worker_only(settings: Settings) -> anyhow::Result<()> {
         &pool,
         worker::unique_worker_name(&settings.worker.name),
     )?;
-    let metrics = start_worker_metrics(&settings, &pool)?;
+    let metrics = start_metrics(
+        "worker.metrics_listen",
+        &settings.worker.metrics_listen,
+        &pool,
+    )?;
     if let Some((_, addr)) = &metrics {
         println!(
             "wiro-reseller worker {} (metrics at http://{addr}/metrics)",
             ctx.worker_name
         );
     }
-    let metrics_handle = metrics.map(|(server, _)| {
-        let handle = server.handle();
-        tokio::spawn(server);
-        handle
-    });
     worker::runner::run(ctx, runtime::shutdown_signal()).await?;
-    if let Some(handle) = metrics_handle {
+    if let Some((handle, _)) = metrics {
         handle.stop(true).await;
     }
     Ok(())

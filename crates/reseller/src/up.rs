@@ -77,6 +77,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     domain::migrate(&pool).await?;
     let (app, addr) = serve::start_api(&settings, &pool)?;
     let api = app.handle();
+    // One process, one registry: the API's internal listener serves the worker's metrics too.
+    let metrics = serve::start_metrics("api.metrics_listen", &settings.api.metrics_listen, &pool)?;
     let server = tokio::spawn(app.run_until_stopped());
     let (stop, stopped) = runtime::shutdown_channel();
     let ctx = runtime::job_context(
@@ -86,12 +88,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )?;
     let worker = tokio::spawn(worker::runner::run(ctx, stopped()));
 
-    banner(&settings, addr, sim.as_ref())?;
+    banner(
+        &settings,
+        addr,
+        metrics.as_ref().map(|(_, a)| *a),
+        sim.as_ref(),
+    )?;
     runtime::shutdown_signal().await;
     api.stop(true).await;
     let _ = stop.send(true);
     server.await??;
     worker.await??;
+    if let Some((metrics, _)) = metrics {
+        metrics.stop(true).await;
+    }
     if let Some(sim) = sim {
         sim.shutdown().await;
     }
@@ -99,14 +109,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn banner(settings: &Settings, addr: SocketAddr, sim: Option<&SimServer>) -> anyhow::Result<()> {
+fn banner(
+    settings: &Settings,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    sim: Option<&SimServer>,
+) -> anyhow::Result<()> {
     let customer = api::auth::mint(settings, "demo-customer", None)?;
     let ops = api::auth::mint(settings, "demo-ops", Some("ops"))?;
     let base = format!("http://{addr}");
     println!("wiro-reseller is up");
     println!("  API:        {base}");
     println!("  Docs:       {base}/docs/");
-    println!("  Metrics:    {base}/metrics");
+    if let Some(metrics) = metrics {
+        println!("  Metrics:    http://{metrics}/metrics (internal listener)");
+    }
     match sim {
         Some(sim) => println!(
             "  Wiro:       {} (embedded simulator, key {DEMO_KEY}; admin at {})",

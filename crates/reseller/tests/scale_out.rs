@@ -54,13 +54,20 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
         env
     };
     let api_ports = [free_port(), free_port()];
+    let api_metric_ports = [free_port(), free_port()];
     let metric_ports = [free_port(), free_port()];
     let mut children = Vec::new();
-    for port in api_ports {
+    for (port, metrics) in api_ports.iter().zip(api_metric_ports) {
         children.push(Guard(spawn(
             env!("CARGO_BIN_EXE_reseller"),
             &["api"],
-            &common_env(vec![("RESELLER_API__LISTEN", format!("127.0.0.1:{port}"))]),
+            &common_env(vec![
+                ("RESELLER_API__LISTEN", format!("127.0.0.1:{port}")),
+                (
+                    "RESELLER_API__METRICS_LISTEN",
+                    format!("127.0.0.1:{metrics}"),
+                ),
+            ]),
         )));
     }
     for port in metric_ports {
@@ -73,7 +80,11 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
             )]),
         )));
     }
-    for port in api_ports.iter().chain(&metric_ports) {
+    for port in api_ports
+        .iter()
+        .chain(&api_metric_ports)
+        .chain(&metric_ports)
+    {
         wait_ok(
             &format!("http://127.0.0.1:{port}/healthz"),
             Duration::from_secs(60),
@@ -142,7 +153,7 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
 
     // Metrics: valid exposition on every process, and per-process counters add up.
     let mut api_batches = 0.0;
-    for port in api_ports {
+    for port in api_metric_ports {
         let samples = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
         api_batches += sum(
             &samples,

@@ -27,6 +27,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
         .env("DATABASE_URL", database_url(&pool))
         .env("RUST_LOG", "warn")
         .env("RESELLER_SCHEDULES__ENABLED", "false")
+        .env("RESELLER_API__METRICS_LISTEN", "127.0.0.1:0")
         .env_remove("WIRO_API_KEY")
         .env_remove("RESELLER_CONFIG")
         .stdout(std::process::Stdio::piped())

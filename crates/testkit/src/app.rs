@@ -21,6 +21,8 @@ use wiro_sim::{Delays, SimConfig, SimServer};
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// `http://127.0.0.1:PORT` of the internal listener (`/metrics`).
+    pub metrics_address: String,
     /// The test database.
     pub pool: PgPool,
     /// Upstream.
@@ -110,6 +112,10 @@ pub async fn spawn_app_with(
     let address = format!("http://127.0.0.1:{}", app.port());
     let server = app.handle();
     tokio::spawn(app.run_until_stopped());
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let metrics_address = format!("http://{}", metrics_listener.local_addr().unwrap());
+    let metrics = api::metrics::serve_internal(metrics_listener, pool.clone()).expect("metrics");
+    tokio::spawn(metrics);
     let stop_worker = with_worker.then(|| {
         let (stop, stopped) = oneshot::channel::<()>();
         let ctx = crate::services_shared(&pool, &settings, "e2e-worker");
@@ -120,6 +126,7 @@ pub async fn spawn_app_with(
     });
     TestApp {
         address,
+        metrics_address,
         pool,
         sim,
         settings,

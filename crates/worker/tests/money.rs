@@ -196,7 +196,12 @@ async fn a_customers_cancel_survives_every_sweep_and_a_suspension_and_reactivati
     wait_all_settled(&h.pool, SETTLE).await;
     assert_eq!(sim_charges(&h, "renewal"), 0, "no renewal charge");
     let stopped = instances::get(&h.pool, agent.id).await.unwrap().unwrap();
-    assert_eq!(stopped.state, InstanceState::Stopped);
+    assert_eq!(
+        stopped.state,
+        InstanceState::Stopped,
+        "{:?}",
+        stopped.last_error
+    );
     assert_eq!(h.sim.sim().instances()[0].status, 0);
     assert_ledgers_match(&h).await;
 }

@@ -46,8 +46,10 @@ pub struct BillingResult {
     /// `renewed`, `cancel_undone`, `upgraded`, `credits_added` or `cancelled`.
     #[schema(value_type = String, example = "renewed")]
     pub result: ActionResult,
-    /// Cents charged to the operator's Wiro wallet for it.
-    pub charged_cents: i64,
+    /// Cents charged to the operator's Wiro wallet for it (wholesale cost): in ops' answers
+    /// only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charged_cents: Option<i64>,
     /// When a cancelled subscription ends.
     pub cancels_at: Option<DateTime<Utc>>,
     /// The agent afterwards.
@@ -55,17 +57,19 @@ pub struct BillingResult {
 }
 
 impl BillingResult {
-    /// From an outcome, its operation and the instance afterwards.
+    /// From an outcome, its operation and the instance afterwards, for a customer (no
+    /// wholesale cost) or for ops.
     pub fn new(
         outcome: &ActionOutcome,
         operation: Option<OperationId>,
         instance: Instance,
         customer: &str,
+        ops: bool,
     ) -> Self {
         Self {
             operation_id: operation.map(|o| o.0),
             result: outcome.result,
-            charged_cents: outcome.charged_cents,
+            charged_cents: ops.then_some(outcome.charged_cents),
             cancels_at: outcome.cancels_at,
             agent: AgentView::new(instance, customer),
         }
@@ -170,8 +174,13 @@ async fn act(
         let key = claim.as_ref().map(Claimed::as_key);
         match billing::perform(&state.services, &instance, action, who, key).await {
             Ok(done) => {
-                let view =
-                    BillingResult::new(&done.outcome, done.operation_id, done.instance, &customer);
+                let view = BillingResult::new(
+                    &done.outcome,
+                    done.operation_id,
+                    done.instance,
+                    &customer,
+                    false,
+                );
                 Ok(Answer::Done(
                     StatusCode::OK,
                     serde_json::to_value(view).map_err(anyhow::Error::from)?,

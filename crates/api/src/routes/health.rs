@@ -1,13 +1,13 @@
-//! `/healthz` (the process is alive) and `/readyz` (database reachable, migrations applied,
-//! Wiro reachable).
+//! `/healthz` (the process is alive) and `/readyz` (this process can serve: database reachable,
+//! migrations applied). Wiro's health is not readiness — an upstream outage must not take every
+//! pod out of rotation — it shows in the upstream metrics and `reseller doctor`. Neither echoes
+//! database or upstream error text (that goes to the logs).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
-use wiro_client::models::AgentListRequest;
 
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Readiness: the database answers, every migration is applied, and Wiro answers.
+/// Readiness: the database answers and every migration is applied.
 #[utoipa::path(
     tag = "health",
     responses(
@@ -50,25 +50,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 if missing.is_empty() {
                     "ok".into()
                 } else {
-                    format!("{} not applied; run `reseller migrate`", missing.len())
+                    "not all applied".into()
                 },
             );
         }
         Err(e) => {
-            checks.insert("database".into(), format!("unreachable: {e}"));
+            tracing::warn!(error = %e, "readiness: the database is unreachable");
+            checks.insert("database".into(), "unreachable".into());
         }
     }
-    let request = AgentListRequest {
-        limit: Some(1),
-        ..Default::default()
-    };
-    let probe = state.wiro().list_agents(&request);
-    let upstream = match tokio::time::timeout(Duration::from_secs(5), probe).await {
-        Ok(Ok(_)) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(_) => "unreachable: no answer within 5s".to_owned(),
-    };
-    checks.insert("upstream".into(), upstream);
     let ready = checks.values().all(|v| v == "ok");
     let body = Health {
         status: if ready { "ready" } else { "not_ready" }.into(),

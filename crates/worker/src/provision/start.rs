@@ -153,6 +153,16 @@ async fn call_start(ctx: &Services, instance: &Instance, guid: &str) -> anyhow::
             Some(
                 WiroError::AlreadyRunning | WiroError::AlreadyQueued | WiroError::CurrentlyStopping,
             ) => Ok(Action::Wait),
+            Some(WiroError::SubscriptionRequiredToStart) => {
+                // The plan ended (expired, or a cancel took effect): nothing to provision; the
+                // agent rests until a renewal starts it again.
+                let change = Change {
+                    last_error: Some(Some("the subscription is not active".into())),
+                    ..Change::to(InstanceState::Stopped)
+                };
+                transition(ctx, instance, change).await?;
+                Ok(Action::Finish(Step::Continue))
+            }
             Some(WiroError::SetupIncomplete) => {
                 transition(
                     ctx,

@@ -106,9 +106,9 @@ pub(crate) async fn change_and_provision(
     Ok(true)
 }
 
-/// Hands the agent to the provisioning job to start it again. A concurrent change (another
-/// sweep recording what it saw) does not make it give up: it re-reads and tries again while the
-/// agent is still at rest.
+/// Hands the agent to the provisioning job to start it again. A concurrent change that only
+/// recorded what Wiro shows (another sweep's observation) does not make it give up; a change of
+/// state does (the caller's reason may be gone).
 pub(crate) async fn restart(
     ctx: &Services,
     instance: &Instance,
