@@ -268,6 +268,10 @@ impl FromRequest for CustomerAuth {
         let claims = claims(req);
         let state = state(req);
         let request_id = request_id(req);
+        let mutating = !matches!(
+            *req.method(),
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        );
         Box::pin(async move {
             let claims = claims?;
             let state = state?;
@@ -282,10 +286,15 @@ impl FromRequest for CustomerAuth {
                 None => customers::upsert(&state.pool, &claims.sub, None).await?,
             };
             match customer.status {
-                CustomerStatus::Active => Ok(CustomerAuth {
-                    customer,
-                    request_id,
-                }),
+                CustomerStatus::Active => {
+                    if mutating {
+                        state.rate_limits.mutation(customer.id)?;
+                    }
+                    Ok(CustomerAuth {
+                        customer,
+                        request_id,
+                    })
+                }
                 CustomerStatus::Suspended => Err(ApiError::forbidden(
                     "customer_suspended",
                     "this account is suspended; contact the service's support",

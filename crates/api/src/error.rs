@@ -37,6 +37,15 @@ pub struct Problem {
     /// The request id (also in the `x-request-id` header), for support.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// `limit_exceeded` only: which limit (`max_agents`, `monthly_spend_cents`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_name: Option<String>,
+    /// `limit_exceeded` only: the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// `limit_exceeded` only: what is used already (agents, or cents this month).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<i64>,
 }
 
 /// Every way a request can fail.
@@ -53,6 +62,16 @@ pub enum ApiError {
         detail: String,
         /// Seconds for `Retry-After`, when it helps.
         retry_after: Option<u64>,
+    },
+    /// A customer limit would be exceeded: 409 `limit_exceeded` with `limit` and `usage`.
+    #[error("the {name} limit ({limit}) would be exceeded: {usage} used")]
+    Limit {
+        /// `max_agents` or `monthly_spend_cents`.
+        name: &'static str,
+        /// The limit.
+        limit: i64,
+        /// What is used already.
+        usage: i64,
     },
     /// Anything unexpected: logged, answered as a bare 500.
     #[error(transparent)]
@@ -274,6 +293,9 @@ impl From<domain::Error> for ApiError {
             domain::Error::NotFound(what) => ApiError::not_found(what),
             domain::Error::Conflict(detail) => ApiError::conflict("conflict", detail),
             domain::Error::Invalid(detail) => ApiError::validation(detail),
+            domain::Error::LimitExceeded { name, limit, usage } => {
+                ApiError::Limit { name, limit, usage }
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -289,6 +311,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Status { status, .. } => *status,
+            ApiError::Limit { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -302,6 +325,14 @@ impl ResponseError for ApiError {
                 detail,
                 retry_after,
             } => (*status, *code, detail.clone(), *retry_after),
+            ApiError::Limit { name, limit, usage } => {
+                let mut body = problem(StatusCode::CONFLICT, "limit_exceeded", self.to_string());
+                body.request_id = request_id;
+                body.limit_name = Some((*name).to_owned());
+                body.limit = Some(*limit);
+                body.usage = Some(*usage);
+                return problem_body(StatusCode::CONFLICT, &body);
+            }
             ApiError::Internal(e) => {
                 tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = ?e, "internal error");
                 (
@@ -322,6 +353,27 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A problem body without a request id or extension members.
+fn problem(status: StatusCode, code: &str, detail: String) -> Problem {
+    Problem {
+        problem_type: format!("urn:wiro-reseller:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+        request_id: None,
+        limit_name: None,
+        limit: None,
+        usage: None,
+    }
+}
+
+fn problem_body(status: StatusCode, body: &Problem) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(body)
+}
+
 /// Renders a problem body.
 pub fn problem_response(
     status: StatusCode,
@@ -329,17 +381,9 @@ pub fn problem_response(
     detail: String,
     request_id: Option<String>,
 ) -> HttpResponse {
-    let body = Problem {
-        problem_type: format!("urn:wiro-reseller:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        code: code.to_owned(),
-        request_id,
-    };
-    HttpResponse::build(status)
-        .content_type("application/problem+json")
-        .json(body)
+    let mut body = problem(status, code, detail);
+    body.request_id = request_id;
+    problem_body(status, &body)
 }
 
 /// Malformed or invalid JSON bodies.

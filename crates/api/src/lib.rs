@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod rate_limits;
 pub mod request_id;
 pub mod routes;
 pub mod settled;

@@ -61,18 +61,30 @@ pub fn finish(openapi: &mut Document) {
                 ))))
                 .build()
         };
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
+        for (path, item) in &mut openapi.paths.paths {
+            // Customers' mutating requests pass their rate bucket first.
+            let rate_limited = path.starts_with("/v1/") && !path.starts_with("/v1/admin");
+            for (mutating, operation) in [
+                (false, &mut item.get),
+                (true, &mut item.post),
+                (true, &mut item.put),
+                (true, &mut item.patch),
+                (true, &mut item.delete),
             ]
             .into_iter()
-            .flatten()
+            .filter_map(|(m, o)| o.as_mut().map(|o| (m, o)))
             {
                 let responses = &mut operation.responses.responses;
+                if mutating && rate_limited {
+                    responses.entry("429".to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description("Over the customer's request rate; see `Retry-After`.")
+                                .content("application/problem+json", problem())
+                                .build(),
+                        )
+                    });
+                }
                 for (status, description) in [
                     (
                         "400",

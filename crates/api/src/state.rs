@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use crate::auth::JwtVerifier;
 use crate::catalog::CatalogCache;
+use crate::rate_limits::RateLimits;
 
 /// What handlers need.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     /// The upstream catalog, cached briefly.
     pub catalog: Arc<CatalogCache>,
+    /// Per-customer request rates.
+    pub rate_limits: Arc<RateLimits>,
     /// Settings.
     pub settings: Arc<Settings>,
 }

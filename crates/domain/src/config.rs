@@ -44,6 +44,8 @@ pub struct Settings {
     pub billing: BillingSettings,
     /// The exactly-once protocol of consequential upstream calls.
     pub operations: OperationSettings,
+    /// What one customer may order and spend, and how fast it may call.
+    pub limits: LimitSettings,
     /// Secrets at rest.
     pub security: SecuritySettings,
     /// Logging.
@@ -287,6 +289,24 @@ pub enum StarterPolicy {
     Upgrade,
 }
 
+/// `[limits]`: defaults ops can override per customer, and request rates.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Agents one customer may have (failed orders that never deployed do not count).
+    pub max_agents: i64,
+    /// Cents one customer may spend per calendar month, all charges (0: no limit).
+    pub monthly_spend_cents: i64,
+    /// Mutating requests per customer per minute (a token bucket; 0: no limit).
+    pub mutations_per_minute: u32,
+    /// Of which this many at once.
+    pub mutation_burst: u32,
+    /// Message sends per customer per minute (0: no limit).
+    pub messages_per_minute: u32,
+    /// Of which this many at once.
+    pub message_burst: u32,
+}
+
 /// `[operations]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -512,6 +532,28 @@ impl Settings {
                     self.wiro.timeout
                 ),
             );
+        }
+        if self.limits.max_agents < 0 || self.limits.monthly_spend_cents < 0 {
+            return bad(
+                "limits.max_agents / limits.monthly_spend_cents",
+                "must not be negative".into(),
+            );
+        }
+        for (key, rate, burst) in [
+            (
+                "limits.mutations_per_minute / limits.mutation_burst",
+                self.limits.mutations_per_minute,
+                self.limits.mutation_burst,
+            ),
+            (
+                "limits.messages_per_minute / limits.message_burst",
+                self.limits.messages_per_minute,
+                self.limits.message_burst,
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                return bad(key, "a rate needs a burst of at least 1".into());
+            }
         }
         if self.operations.quiet_period.is_zero() || self.operations.alert_after_checks < 1 {
             return bad(

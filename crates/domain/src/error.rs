@@ -21,6 +21,16 @@ pub enum Error {
     /// Job queue failure.
     #[error("job queue: {0}")]
     Queue(String),
+    /// A customer's limit would be exceeded; nothing was done.
+    #[error("the {name} limit ({limit}) would be exceeded: {usage} used")]
+    LimitExceeded {
+        /// `max_agents` or `monthly_spend_cents`.
+        name: &'static str,
+        /// The limit.
+        limit: i64,
+        /// What is used already.
+        usage: i64,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -8,6 +8,7 @@ pub mod error;
 pub mod forecast;
 pub mod ids;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod orders;

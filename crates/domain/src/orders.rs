@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::config::LimitSettings;
 use crate::db::audit::{self, NewAudit};
 use crate::db::batches::{self, Batch};
 use crate::db::customers;
@@ -89,9 +90,19 @@ fn new_instance(
     })
 }
 
+/// An order and the template it resolved to.
+#[derive(Clone, Copy, Debug)]
+pub struct Purchase<'a> {
+    /// What the customer asked for.
+    pub order: &'a Order,
+    /// The template, as the catalog priced it.
+    pub template: &'a ResolvedTemplate,
+}
+
 /// Creates the instance (`pending`), its provisioning job, an audit entry and — with `answer`
 /// — the Idempotency-Key's answer, atomically: a key whose order committed always answers
-/// with it, so a late retry never orders twice.
+/// with it, so a late retry never orders twice. A customer over its limits
+/// ([`crate::limits`]) orders nothing.
 ///
 /// # Errors
 /// Database or queue errors; nothing is written on error.
@@ -99,14 +110,15 @@ pub async fn place_order(
     pool: &sqlx::PgPool,
     sealer: &Sealer,
     customer_id: CustomerId,
-    order: &Order,
-    template: &ResolvedTemplate,
+    Purchase { order, template }: Purchase<'_>,
     actor: Actor<'_>,
+    limits: &LimitSettings,
     answer: Option<&AnswerIn<'_, Instance>>,
 ) -> Result<Instance> {
     let row = new_instance(sealer, customer_id, order, template)?;
     let id = row.id;
     let mut tx = pool.begin().await?;
+    crate::limits::check_order(&mut tx, customer_id, limits, template.price_cents).await?;
     instances::insert_many(&mut *tx, std::slice::from_ref(&row)).await?;
     jobs::enqueue_provision(&mut tx, &[id]).await?;
     audit::record(

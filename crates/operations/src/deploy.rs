@@ -72,7 +72,7 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
         lease: services.settings.provisioning.deploy_lease,
         detail: serde_json::to_value(&snapshot).unwrap_or_default(),
     };
-    let Some(held) = protocol::begin(services, intent, None).await? else {
+    let Some(held) = protocol::begin(services, intent, None, None).await? else {
         return Ok(Deployed::InFlight);
     };
     let request = DeployRequest {
@@ -223,7 +223,7 @@ pub async fn readopt(
         lease: std::time::Duration::ZERO,
         detail: json!({"title": agent.title, "readopted": agent.guid}),
     };
-    if let Some(held) = protocol::begin(services, intent, None).await? {
+    if let Some(held) = protocol::begin(services, intent, None, None).await? {
         tracing::warn!(instance = %instance.id, wiro_guid = %agent.guid, "re-adopting an instance our records lost");
         record(services, &held.op, instance, agent, OperationState::Adopted).await?;
     }

@@ -83,7 +83,7 @@ pub async fn send(
         lease: services.settings.operations.lease,
         detail: json!(snapshot),
     };
-    let held = protocol::begin(services, intent, key)
+    let held = protocol::begin(services, intent, key, None)
         .await?
         .ok_or_else(|| domain::Error::Conflict("message sends never share a flight".into()))?;
     let request = SendMessageRequest {

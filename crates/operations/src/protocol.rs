@@ -41,6 +41,9 @@ pub struct Requester<'a> {
     pub actor: &'a str,
     /// The HTTP request or job id.
     pub request_id: Option<&'a str>,
+    /// The customer's spending limit applies (its own requests and automatic top-ups); ops
+    /// actions and renewals are never refused.
+    pub capped: bool,
 }
 
 /// An `Idempotency-Key` claim the operation answers for: linked in the intent's transaction,
@@ -76,7 +79,8 @@ impl Held {
 }
 
 /// Commits the intent (and links `key` to it). `None` when the flight is busy — or, for a
-/// Deploy, when the order already has its instance.
+/// Deploy, when the order already has its instance. With `spend` (the cents the call is
+/// expected to charge), refuses it over the customer's monthly limit.
 ///
 /// # Errors
 /// Database errors.
@@ -84,6 +88,7 @@ pub async fn begin(
     services: &Services,
     new: NewOperation<'_>,
     key: Option<KeyClaim<'_>>,
+    spend: Option<i64>,
 ) -> domain::Result<Option<Held>> {
     let asked_at = Instant::now();
     let mut tx = services.pool.begin().await?;
@@ -94,6 +99,17 @@ pub async fn begin(
     };
     if new.kind == OperationKind::Deploy && instance.wiro_guid.is_some() {
         return Ok(None);
+    }
+    if let Some(cents) = spend {
+        // In the intent's transaction, under the customer's row lock: two calls cannot both
+        // pass the limit.
+        domain::limits::check_spend(
+            &mut tx,
+            instance.customer_id,
+            &services.settings.limits,
+            cents,
+        )
+        .await?;
     }
     let Some(op) = operations::begin(&mut *tx, new).await? else {
         return Ok(None);

@@ -178,6 +178,7 @@ pub fn api_state(settings: &Arc<Settings>, pool: &PgPool) -> anyhow::Result<api:
         catalog: Arc::new(api::catalog::CatalogCache::new(
             settings.api.catalog_cache_ttl,
         )),
+        rate_limits: Arc::new(api::rate_limits::RateLimits::new(&settings.limits)),
         settings: settings.clone(),
     })
 }

@@ -229,6 +229,7 @@ async fn campaign(pool: PgPool, orders_wanted: usize, kill_every: Duration) -> R
     let who = Requester {
         actor: "customer:chaos",
         request_id: None,
+        capped: true,
     };
     let mut cancelled = Vec::new();
     for (i, agent) in all.iter().enumerate() {

@@ -92,12 +92,15 @@ async fn place(s: &Setup) -> domain::ids::InstanceId {
         &s.pool,
         &sealer,
         customer.id,
-        &order,
-        &template,
+        orders::Purchase {
+            order: &order,
+            template: &template,
+        },
         Actor {
             name: "test",
             request_id: None,
         },
+        &domain::Settings::defaults().unwrap().limits,
         None,
     )
     .await

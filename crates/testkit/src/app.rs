@@ -105,6 +105,7 @@ pub async fn spawn_app_with(
         services: crate::services_shared(&pool, &settings, "api-test"),
         jwt: JwtVerifier::new(&settings).expect("jwt"),
         catalog: Arc::new(CatalogCache::new(settings.api.catalog_cache_ttl)),
+        rate_limits: Arc::new(api::rate_limits::RateLimits::new(&settings.limits)),
         settings: settings.clone(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -76,12 +76,15 @@ pub async fn order(h: &Harness, external: &str, slug: &str, config: PendingConfi
         &h.pool,
         &h.ctx.sealer,
         customer,
-        &order,
-        &template,
+        orders::Purchase {
+            order: &order,
+            template: &template,
+        },
         Actor {
             name: "test",
             request_id: None,
         },
+        &h.ctx.settings.limits,
         None,
     )
     .await
@@ -253,12 +256,15 @@ pub async fn running_order(
         &h.pool,
         &h.ctx.sealer,
         customer,
-        &order,
-        &template,
+        orders::Purchase {
+            order: &order,
+            template: &template,
+        },
         Actor {
             name: "test",
             request_id: None,
         },
+        &h.ctx.settings.limits,
         None,
     )
     .await

@@ -18,6 +18,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 const CUSTOMER: Requester<'static> = Requester {
     actor: "customer:test",
     request_id: None,
+    capped: true,
 };
 
 fn fault(endpoint: &str, mode: FaultMode, count: Option<u64>) -> FaultSpec {

@@ -157,12 +157,15 @@ async fn an_unknown_template_fails_with_agent_not_found(pool: PgPool) {
         &h.pool,
         &h.ctx.sealer,
         customer,
-        &order,
-        &template,
+        domain::orders::Purchase {
+            order: &order,
+            template: &template,
+        },
         Actor {
             name: "t",
             request_id: None,
         },
+        &domain::Settings::defaults().unwrap().limits,
         None,
     )
     .await

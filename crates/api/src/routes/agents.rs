@@ -156,9 +156,12 @@ pub async fn create_agent(
             &state.pool,
             &state.services.sealer,
             auth.customer.id,
-            &order,
-            &template,
+            orders::Purchase {
+                order: &order,
+                template: &template,
+            },
             actor(&caller, &auth),
+            &state.settings.limits,
             answer.as_ref(),
         )
         .await?;

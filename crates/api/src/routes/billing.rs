@@ -114,6 +114,11 @@ pub(crate) fn billing_error(error: BillingError, ops: bool) -> ApiError {
             "pack: {pack} is not offered for this agent's template"
         )),
         BillingError::Refused(e) | BillingError::Upstream(e) => ApiError::upstream(&e, ops),
+        BillingError::LimitExceeded { limit, usage } => ApiError::Limit {
+            name: "monthly_spend_cents",
+            limit,
+            usage,
+        },
         BillingError::InDoubt(op) => ApiError::Internal(anyhow::anyhow!(
             "operation {op} in doubt reached the error path"
         )),
@@ -170,6 +175,7 @@ async fn act(
         let who = Requester {
             actor: &caller,
             request_id: auth.request_id.as_deref(),
+            capped: true,
         };
         let key = claim.as_ref().map(Claimed::as_key);
         match billing::perform(&state.services, &instance, action, who, key).await {

@@ -181,6 +181,7 @@ pub async fn send_message(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let body = body.into_inner();
+    state.rate_limits.message(auth.customer.id)?;
     let caller = auth.actor();
     let customer = auth.customer.external_id.clone();
     idempotency::run(&state, &caller, &req, &body, &customer, async |claim| {
@@ -196,6 +197,7 @@ pub async fn send_message(
         let who = Requester {
             actor: &caller,
             request_id: auth.request_id.as_deref(),
+            capped: true,
         };
         let key = claim.as_ref().map(Claimed::as_key);
         match messages::send(

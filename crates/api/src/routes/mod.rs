@@ -5,6 +5,7 @@ pub mod admin_agents;
 pub mod admin_alerts;
 pub mod admin_batches;
 pub mod admin_customers;
+pub mod admin_limits;
 pub mod admin_records;
 pub mod agents;
 pub mod billing;
@@ -45,6 +46,8 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_customers::suspend_customer)
         .service(admin_customers::reactivate_customer)
         .service(admin_customers::close_customer)
+        .service(admin_limits::get_limits)
+        .service(admin_limits::set_limits)
         .service(admin_agents::list_all_agents)
         .service(admin_agents::get_any_agent)
         .service(admin_agents::retry_agent)

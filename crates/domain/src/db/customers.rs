@@ -205,3 +205,44 @@ pub async fn external_ids(
             .await?;
     Ok(pairs.into_iter().collect())
 }
+
+/// The customer's own limits (`max_agents`, `monthly_spend_cents`; `None`: the default), its row
+/// locked for the rest of the transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_limits(
+    conn: impl PgExecutor<'_>,
+    id: CustomerId,
+) -> Result<Option<(Option<i32>, Option<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT max_agents, monthly_spend_cents FROM customers WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Sets the customer's own limits (`None`: back to the default).
+///
+/// # Errors
+/// Database errors; [`Error::NotFound`] for an unknown customer.
+pub async fn set_limits(
+    conn: impl PgExecutor<'_>,
+    id: CustomerId,
+    max_agents: Option<i32>,
+    monthly_spend_cents: Option<i64>,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE customers SET max_agents = $2, monthly_spend_cents = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(max_agents)
+    .bind(monthly_spend_cents)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound("customer"));
+    }
+    Ok(())
+}

@@ -109,6 +109,14 @@ pub enum BillingError {
     /// settles it (a replay of the same Idempotency-Key answers from it).
     #[error("Wiro's answer was lost; operation {0} is in doubt until it is settled")]
     InDoubt(OperationId),
+    /// The customer's monthly spending limit would be exceeded; nothing was sent.
+    #[error("the monthly spending limit ({limit} cents) would be exceeded: {usage} used")]
+    LimitExceeded {
+        /// The limit, in cents.
+        limit: i64,
+        /// Spent (or committed) this month, in cents.
+        usage: i64,
+    },
     /// Database or other internal failure.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -116,7 +124,12 @@ pub enum BillingError {
 
 impl From<domain::Error> for BillingError {
     fn from(e: domain::Error) -> Self {
-        BillingError::Internal(e.into())
+        match e {
+            domain::Error::LimitExceeded { limit, usage, .. } => {
+                BillingError::LimitExceeded { limit, usage }
+            }
+            other => BillingError::Internal(other.into()),
+        }
     }
 }
 
@@ -170,7 +183,8 @@ pub async fn perform(
         lease: services.settings.operations.lease,
         detail: serde_json::to_value(&plan.snapshot).map_err(anyhow::Error::from)?,
     };
-    let Some(held) = protocol::begin(services, intent, key).await? else {
+    let spend = who.capped.then_some(plan.snapshot.expected_cents);
+    let Some(held) = protocol::begin(services, intent, key, spend).await? else {
         return Err(BillingError::InFlight(
             operations::flight(plan.kind).unwrap_or("billing"),
         ));

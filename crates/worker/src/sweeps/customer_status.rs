@@ -57,6 +57,7 @@ async fn apply_one(
     let who = Requester {
         actor: &actor,
         request_id: None,
+        capped: false,
     };
     let active = instance.subscription_status.as_deref() == Some("active");
     match status {

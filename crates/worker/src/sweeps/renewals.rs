@@ -58,6 +58,7 @@ async fn renew_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> a
     let who = Requester {
         actor: &actor,
         request_id: None,
+        capped: false,
     };
     let expired = instance.subscription_status.as_deref() == Some("expired");
     match statuses.get(instance.customer_id).await? {

@@ -112,6 +112,7 @@ async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> 
     let who = Requester {
         actor: &actor,
         request_id: None,
+        capped: true,
     };
     if tier == "pro" {
         buy_pack(ctx, &instance, &subject, detail, who).await

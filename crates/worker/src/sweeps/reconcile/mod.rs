@@ -7,6 +7,7 @@
 //! - Unknown upstream instances (`unmapped`): ours by their description are re-adopted or
 //!   contained as duplicates; the operator's own are remembered and left alone.
 //! - Map rows whose upstream instance is gone ("User agent not found"): flagged for ops.
+//! - Customers whose month's charges passed their spending limit: flagged for ops.
 
 mod unmapped;
 
@@ -36,6 +37,8 @@ pub struct ReconcileReport {
     pub quarantined: usize,
     /// Map rows whose upstream is gone.
     pub missing: usize,
+    /// Customers over their monthly spending limit (alerted to ops).
+    pub over_limit: usize,
     /// Items that failed (retried next sweep).
     pub failures: usize,
 }
@@ -107,6 +110,10 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         }
     }
     unmapped::cancel_pending_duplicates(ctx).await?;
+    // Renewals booked above may take a customer over its limit; we cannot refuse them, so
+    // ops hear about it.
+    let mut conn = ctx.pool.acquire().await?;
+    report.over_limit = domain::limits::alert_all_over(&mut conn, &ctx.settings.limits).await?;
     Ok(report)
 }
 
