@@ -284,3 +284,156 @@ async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
     );
     assert!(!text.contains("BREW"), "{text}");
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn credentials_the_template_does_not_let_customers_edit_are_refused_naming_the_field(
+    pool: PgPool,
+) {
+    let app = testkit::spawn_app(pool).await;
+    let token = app.customer_token("editable");
+    let order = |credentials: serde_json::Value| {
+        json!({"template": "instagram-manager", "plan": "starter", "title": "Shop bot",
+               "credentials": credentials})
+    };
+
+    // The platform's own OpenAI key is not the customer's to set.
+    let platform = app
+        .post(
+            "/v1/agents",
+            &token,
+            &order(json!({"instagram": {"authMethod": "wiro"}, "openai": {"apiKey": "sk-mine"}})),
+        )
+        .await;
+    problem(
+        &platform,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        platform.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("credentials.openai.apiKey: not an editable field"),
+        "{:?}",
+        platform.body
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "a refused order stores nothing");
+
+    let agent = app.order_instagram(&token).await;
+    let id = agent["id"].as_str().unwrap();
+    for (credentials, named) in [
+        (
+            json!({"instagram": {"_editable": {"igUsername": true}}}),
+            "credentials.instagram._editable",
+        ),
+        (
+            json!({"instagram": {"igUsername": "me"}}),
+            "credentials.instagram.igUsername",
+        ),
+        (json!({"telegram": {"botToken": "1"}}), "credentials"),
+    ] {
+        let answer = app
+            .patch(
+                &format!("/v1/agents/{id}"),
+                &token,
+                &json!({"credentials": credentials}),
+            )
+            .await;
+        problem(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{named}:")),
+            "{:?}",
+            answer.body
+        );
+    }
+    let skill = app
+        .patch(
+            &format!("/v1/agents/{id}"),
+            &token,
+            &json!({"custom_skills": [{"key": "not-a-skill", "value": "x"}]}),
+        )
+        .await;
+    problem(
+        &skill,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        skill.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("custom_skills[0].key:"),
+        "{:?}",
+        skill.body
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn ten_thousand_bulk_orders_fit_the_batch_route_while_other_routes_keep_the_small_limit(
+    pool: PgPool,
+) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
+        |_| {},
+        false,
+    )
+    .await;
+    let ops = app.ops_token();
+    // 10,000 orders (~1.3 MB, five times the general limit); the last one is invalid, so the
+    // whole body is read and checked and nothing is ordered.
+    let mut items: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| {
+            json!({"customer": format!("bulk-{i:05}"), "template": "instagram-manager",
+                   "plan": "starter", "title": "Bot",
+                   "credentials": {"instagram": {"authMethod": "wiro"}}})
+        })
+        .collect();
+    items[9_999]["plan"] = json!("gold");
+    let body = json!({"items": items});
+    assert!(serde_json::to_vec(&body).unwrap().len() > 4 * app.settings.api.body_limit_bytes);
+    let answer = app
+        .post("/v1/admin/provisioning-batches", &ops, &body)
+        .await;
+    problem(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[9999].plan"),
+        "{:?}",
+        answer.body
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+
+    // The same size anywhere else is refused.
+    let token = app.customer_token("big-body");
+    let too_big = app
+        .post(
+            "/v1/agents",
+            &token,
+            &json!({"template": "instagram-manager", "plan": "starter", "title": "x",
+                    "padding": "x".repeat(app.settings.api.body_limit_bytes)}),
+        )
+        .await;
+    problem(&too_big, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}

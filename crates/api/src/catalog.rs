@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use domain::model::Plan;
 use domain::orders::ResolvedTemplate;
+use domain::sealed::PendingConfig;
 use tokio::sync::Mutex;
 use wiro_client::models::{AgentListRequest, CatalogAgent};
 
@@ -59,7 +60,8 @@ impl CatalogCache {
         Ok(list)
     }
 
-    /// One template by slug or guid, with its credential schema.
+    /// One template by slug or guid, with its full configuration (credential schema and
+    /// custom skills, each with its `_editable` flags).
     ///
     /// # Errors
     /// 404 for an unknown template; upstream failures.
@@ -74,7 +76,7 @@ impl CatalogCache {
             return Ok(agent.clone());
         }
         let agent = Arc::new(
-            wiro.agent_detail(slug_or_guid, false)
+            wiro.agent_detail(slug_or_guid, true)
                 .await
                 .map_err(|e| ApiError::upstream(&e, false))?,
         );
@@ -82,6 +84,29 @@ impl CatalogCache {
         details.insert(agent.slug.clone(), (Instant::now(), agent.clone()));
         details.insert(agent.guid.clone(), (Instant::now(), agent.clone()));
         Ok(agent)
+    }
+
+    /// Refuses (422, naming the field) credentials or custom skills `template` does not let
+    /// its owner edit.
+    ///
+    /// # Errors
+    /// 422; upstream failures.
+    pub async fn check_editable(
+        &self,
+        wiro: &wiro_client::Client,
+        template: &str,
+        config: &PendingConfig,
+        field: &str,
+    ) -> Result<(), ApiError> {
+        if config.is_empty() {
+            return Ok(());
+        }
+        let agent = self.detail(wiro, template).await?;
+        Ok(domain::editable::check(
+            agent.configuration.as_ref(),
+            config,
+            field,
+        )?)
     }
 
     /// The template an order names (slug or guid) with the price of `plan`.

@@ -217,3 +217,29 @@ pub fn plan(field: &str, value: &str) -> Result<Plan, ApiError> {
         ))
     })
 }
+
+/// A JSON body allowed up to `api.batch_body_limit_bytes` (the bulk-order route only; every
+/// other route keeps the small `api.body_limit_bytes`). Errors are those of `web::Json`.
+#[derive(Debug)]
+pub struct BulkJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for BulkJson<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let limit = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(0, |state| state.settings.api.batch_body_limit_bytes);
+        let body = actix_web::dev::JsonBody::<T>::new(req, payload, None, true).limit(limit);
+        let req = req.clone();
+        Box::pin(async move {
+            body.await
+                .map(BulkJson)
+                .map_err(|e| crate::error::json_error(e, &req))
+        })
+    }
+}

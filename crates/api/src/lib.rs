@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod csv_export;
 pub mod dto;
 pub mod error;
 pub mod headers;

@@ -87,6 +87,9 @@ pub struct WiroSettings {
     pub connect_timeout: Duration,
     /// Attempts of read-only calls.
     pub max_attempts: u32,
+    /// Allows a plain-http `base_url` that is not loopback (a simulator in another container).
+    #[serde(default)]
+    pub allow_insecure_upstream: bool,
 }
 
 /// `[api]`.
@@ -97,6 +100,8 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// Body limit.
     pub body_limit_bytes: usize,
+    /// Body limit of the bulk-order route only (10,000 orders must fit).
+    pub batch_body_limit_bytes: usize,
     /// Idempotency-Key retention.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
@@ -418,6 +423,19 @@ impl Settings {
         if let Err(e) = wiro_client::ClientConfig::new(&self.wiro.base_url, None) {
             return bad("wiro.base_url", e.to_string());
         }
+        if let Err(why) = upstream_transport(&self.wiro.base_url, self.wiro.allow_insecure_upstream)
+        {
+            return bad("wiro.base_url", why);
+        }
+        if self.api.batch_body_limit_bytes < self.api.body_limit_bytes {
+            return bad(
+                "api.batch_body_limit_bytes",
+                format!(
+                    "must be at least api.body_limit_bytes ({})",
+                    self.api.body_limit_bytes
+                ),
+            );
+        }
         if !self.wiro.api_secret.expose_secret().is_empty() && !self.wiro_configured() {
             return bad(
                 "wiro.api_secret",
@@ -642,6 +660,29 @@ impl Settings {
     }
 }
 
+/// Wiro's key and our customers' credentials travel to `base_url`: it must be https, unless it
+/// is loopback (the embedded simulator, a local proxy) or ops opted out explicitly.
+fn upstream_transport(base_url: &str, allow_insecure: bool) -> Result<(), String> {
+    let url = url::Url::parse(base_url).map_err(|e| e.to_string())?;
+    if url.scheme() == "https" || allow_insecure {
+        return Ok(());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be https (the API key and customer credentials travel to it); {} is neither https nor loopback — set wiro.allow_insecure_upstream (RESELLER_WIRO__ALLOW_INSECURE_UPSTREAM=true) for a simulator on a private network",
+            url.scheme()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,6 +716,39 @@ mod tests {
         let err = with("security.credentials_key", "abc").unwrap_err();
         assert!(
             err.to_string().contains("security.credentials_key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_upstream_must_be_https_unless_loopback_or_explicitly_allowed() {
+        for ok in [
+            "https://api.wiro.ai/v1",
+            "http://127.0.0.1:7700/v1",
+            "http://localhost:7700/v1",
+            "http://[::1]:7700/v1",
+        ] {
+            with("wiro.base_url", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let err = with("wiro.base_url", "http://sim:7700/v1").unwrap_err();
+        assert!(
+            err.to_string().contains("wiro.base_url: must be https")
+                && err.to_string().contains("allow_insecure_upstream"),
+            "{err}"
+        );
+        let allowed = Settings::from_figment(
+            &Figment::from(Toml::string(DEFAULTS))
+                .merge(Serialized::default("wiro.base_url", "http://sim:7700/v1"))
+                .merge(Serialized::default("wiro.allow_insecure_upstream", true)),
+        );
+        assert!(allowed.is_ok(), "{allowed:?}");
+    }
+
+    #[test]
+    fn the_batch_body_limit_is_at_least_the_general_one() {
+        let err = with("api.batch_body_limit_bytes", 1024).unwrap_err();
+        assert!(
+            err.to_string().contains("api.batch_body_limit_bytes"),
             "{err}"
         );
     }

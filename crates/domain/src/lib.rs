@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod config;
 pub mod db;
+pub mod editable;
 pub mod error;
 pub mod forecast;
 pub mod ids;

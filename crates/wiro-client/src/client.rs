@@ -178,11 +178,45 @@ impl Client {
         let status = response.status().as_u16();
         tracing::Span::current().record("http.status", status);
         let retry_after = parse_retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e, timeout))?;
+        let body = self
+            .read_capped(endpoint, status, response, timeout)
+            .await?;
         decode(endpoint, status, retry_after, &body)
+    }
+
+    /// The answer's body, refused (as undecodable: the call may have taken effect) once it
+    /// passes `max_response_bytes`, so a broken or hostile upstream cannot fill our memory.
+    async fn read_capped(
+        &self,
+        endpoint: Endpoint,
+        status: u16,
+        mut response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        let cap = self.config.max_response_bytes;
+        let too_large = |size: String| Error::Decode {
+            endpoint,
+            status,
+            reason: format!("the answer ({size}) is larger than the {cap}-byte limit"),
+            body: String::new(),
+        };
+        if let Some(length) = response.content_length()
+            && length > cap as u64
+        {
+            return Err(too_large(format!("{length} bytes")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e, timeout))?
+        {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large("more bytes".to_owned()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn headers(&self, endpoint: Endpoint) -> Result<HeaderMap, Error> {

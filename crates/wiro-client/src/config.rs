@@ -61,7 +61,13 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Receives one event per attempt (for metrics); optional.
     pub observer: Option<Arc<dyn CallObserver>>,
+    /// Largest answer read; a longer one is abandoned (undecodable) instead of filling memory.
+    pub max_response_bytes: usize,
 }
+
+/// Default [`ClientConfig::max_response_bytes`]: a MyAgents page of 100 full agents or a long
+/// session History is well under it.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,6 +78,7 @@ impl fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +97,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             observer: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
     }
 

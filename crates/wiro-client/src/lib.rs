@@ -18,7 +18,7 @@ pub mod wiro_error;
 
 pub use api::my_agents::MY_AGENTS_MAX_PAGE;
 pub use client::Client;
-pub use config::{Auth, ClientConfig, DEFAULT_BASE_URL};
+pub use config::{Auth, ClientConfig, DEFAULT_BASE_URL, DEFAULT_MAX_RESPONSE_BYTES};
 pub use endpoint::{Endpoint, Safety};
 pub use error::{ConfigError, Error, Outcome};
 pub use observer::CallObserver;

@@ -271,3 +271,26 @@ async fn a_deadline_bounds_the_whole_call_and_a_late_answer_is_in_doubt() {
     assert_eq!(err.outcome(), Outcome::Unknown);
     assert_eq!(server.sim().ledger().len(), 1, "Wiro did the work");
 }
+
+#[tokio::test]
+async fn an_answer_larger_than_the_cap_is_abandoned_not_buffered() {
+    let server = sim().await;
+    let mut config =
+        wiro_client::ClientConfig::new(&server.base_url(), None).expect("client config");
+    config.max_response_bytes = 256;
+    let capped = wiro_client::Client::new(config).unwrap();
+    let err = capped
+        .list_agents(&AgentListRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { reason, .. } if reason.contains("larger than the 256-byte limit")),
+        "{err:?}"
+    );
+    // The same call under the default cap reads the whole catalog.
+    let whole = client(&server)
+        .list_agents(&AgentListRequest::default())
+        .await
+        .unwrap();
+    assert!(!whole.agents.is_empty());
+}

@@ -152,9 +152,8 @@ pub async fn create_batch(
     ops: OpsAuth,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<CreateBatch>,
+    dto::BulkJson(body): dto::BulkJson<CreateBatch>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
     let caller = ops.actor();
     idempotency::run(&state, &caller, &req, &body, "", async |claim| {
         if body.items.is_empty() || body.items.len() > MAX_BATCH {
@@ -188,6 +187,10 @@ pub async fn create_batch(
                     t
                 }
             };
+            state
+                .catalog
+                .check_editable(state.wiro(), &template.guid, &config, &field)
+                .await?;
             orders.push(BatchOrder {
                 customer: item.customer.clone(),
                 order: Order {

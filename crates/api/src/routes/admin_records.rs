@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::OpsAuth;
+use crate::csv_export::{self, Cell};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::openapi::AuthErrors;
 use crate::pagination::{Page, PageQuery};
@@ -57,14 +58,6 @@ fn wants_csv(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
-}
-
 /// The ledger, oldest first. `Accept: text/csv` exports every matching row as CSV.
 #[utoipa::path(
     tag = "admin",
@@ -110,23 +103,49 @@ pub async fn list_ledger(
         created_at: e.created_at,
     };
     if wants_csv(&req) {
-        let rows = ledger::list(&state.pool, &query, None, CSV_MAX_ROWS).await?;
-        let mut out = String::from(
-            "id,created_at,customer_id,instance_id,kind,amount_cents,reference,wiro_guid\n",
-        );
-        for e in rows.into_iter().map(view) {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{}\n",
-                e.id,
-                e.created_at.to_rfc3339(),
-                e.customer_id,
-                e.instance_id.map(|i| i.to_string()).unwrap_or_default(),
-                e.kind,
-                e.amount_cents,
-                csv_field(&e.reference),
-                csv_field(e.wiro_guid.as_deref().unwrap_or_default()),
-            ));
-        }
+        let rows: Vec<LedgerEntryView> = ledger::list(&state.pool, &query, None, CSV_MAX_ROWS)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect();
+        let cells: Vec<[String; 4]> = rows
+            .iter()
+            .map(|e| {
+                [
+                    e.created_at.to_rfc3339(),
+                    e.customer_id.to_string(),
+                    e.instance_id.map(|i| i.to_string()).unwrap_or_default(),
+                    e.wiro_guid.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let out = csv_export::document(
+            &[
+                "id",
+                "created_at",
+                "customer_id",
+                "instance_id",
+                "kind",
+                "amount_cents",
+                "reference",
+                "wiro_guid",
+            ],
+            rows.iter()
+                .zip(&cells)
+                .map(|(e, [at, customer, instance, guid])| {
+                    vec![
+                        Cell::Number(e.id),
+                        Cell::Text(at),
+                        Cell::Text(customer),
+                        Cell::Text(instance),
+                        Cell::Text(&e.kind),
+                        Cell::Number(e.amount_cents),
+                        Cell::Text(&e.reference),
+                        Cell::Text(guid),
+                    ]
+                }),
+        )
+        .map_err(|e| ApiError::Internal(e.into()))?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .body(out));

@@ -138,6 +138,10 @@ pub async fn create_agent(
             .catalog
             .resolve(state.wiro(), &body.template, plan, "order")
             .await?;
+        state
+            .catalog
+            .check_editable(state.wiro(), &template.guid, &config, "")
+            .await?;
         let order = Order {
             plan,
             title,
@@ -220,6 +224,10 @@ pub async fn update_agent(
         .transpose()?;
     let config = dto::pending_config("", body.credentials, body.custom_skills)?;
     let instance = load(&state, &auth, id.into_inner()).await?;
+    state
+        .catalog
+        .check_editable(state.wiro(), &instance.template_guid, &config, "")
+        .await?;
     let caller = auth.actor();
     let updated = agents::update_config(
         &state.pool,
