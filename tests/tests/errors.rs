@@ -437,3 +437,43 @@ async fn ten_thousand_bulk_orders_fit_the_batch_route_while_other_routes_keep_th
         .await;
     problem(&too_big, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_statements_are_bounded(
+    pool: PgPool,
+) {
+    let app = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
+        |s| {
+            s.database.api_max_connections = 1;
+            s.database.api_acquire_timeout = std::time::Duration::from_millis(300);
+        },
+        false,
+    )
+    .await;
+    let token = app.customer_token("busy");
+    let mut held = app.pool.acquire().await.unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout, "30s",
+        "every pooled connection has the statement timeout"
+    );
+
+    // The only connection is taken: the request gives up after the acquire timeout.
+    let busy = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.get("/v1/agents", &token),
+    )
+    .await
+    .expect("a busy pool must not hang the request");
+    problem(&busy, StatusCode::SERVICE_UNAVAILABLE, "database_busy");
+    assert_eq!(busy.headers["retry-after"], "1");
+
+    drop(held);
+    let served = app.get("/v1/agents", &token).await;
+    assert_eq!(served.status, StatusCode::OK, "{:?}", served.body);
+}

@@ -75,7 +75,7 @@ pub enum ApiError {
     },
     /// Anything unexpected: logged, answered as a bare 500.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 /// Shorthand.
@@ -296,6 +296,7 @@ impl From<domain::Error> for ApiError {
             domain::Error::LimitExceeded { name, limit, usage } => {
                 ApiError::Limit { name, limit, usage }
             }
+            domain::Error::Database(db) => db.into(),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -303,7 +304,51 @@ impl From<domain::Error> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if database_busy(&e) {
+            return ApiError::database_busy(&e);
+        }
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        let busy = e.chain().find_map(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .or_else(|| match cause.downcast_ref::<domain::Error>() {
+                    Some(domain::Error::Database(db)) => Some(db),
+                    _ => None,
+                })
+                .filter(|db| database_busy(db))
+        });
+        match busy {
+            Some(db) => ApiError::database_busy(db),
+            None => ApiError::Internal(e),
+        }
+    }
+}
+
+/// No connection free within `database.api_acquire_timeout`, or a statement cancelled by
+/// `statement_timeout` (SQLSTATE 57014): the service is overloaded, not broken.
+fn database_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57014"),
+        _ => false,
+    }
+}
+
+impl ApiError {
+    /// 503 `database_busy` with `Retry-After`, so clients back off instead of piling on.
+    fn database_busy(e: &sqlx::Error) -> Self {
+        tracing::warn!(error = %e, "database busy: answering 503");
+        ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "database_busy",
+            detail: "the service is busy; retry after the delay in Retry-After".to_owned(),
+            retry_after: Some(1),
+        }
     }
 }
 

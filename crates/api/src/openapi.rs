@@ -92,10 +92,18 @@ pub fn finish(openapi: &mut Document) {
                     ),
                     ("413", "The request body is too large."),
                     (
+                        "503",
+                        "Busy: no database connection was free in time; retry after `Retry-After`.",
+                    ),
+                    (
                         "500",
                         "Internal error; the body carries the request id for support.",
                     ),
                 ] {
+                    // Liveness touches no database.
+                    if status == "503" && path == "/healthz" {
+                        continue;
+                    }
                     responses.entry(status.to_owned()).or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()

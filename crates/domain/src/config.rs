@@ -63,6 +63,15 @@ pub struct DatabaseSettings {
     pub api_max_connections: u32,
     /// Worker pool size.
     pub worker_max_connections: u32,
+    /// How long an API request waits for a free connection before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub api_acquire_timeout: Duration,
+    /// How long a job waits for a free connection.
+    #[serde(with = "humantime_serde")]
+    pub worker_acquire_timeout: Duration,
+    /// Postgres `statement_timeout` of every connection (0: none).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 /// `[wiro]`.
@@ -418,6 +427,17 @@ impl Settings {
             return bad(
                 "database.url",
                 "must be a postgres:// or postgresql:// URL".into(),
+            );
+        }
+        if let Err(e) = crate::db::connect::options(&self.database) {
+            return bad("database.url", e.to_string());
+        }
+        if self.database.api_acquire_timeout.is_zero()
+            || self.database.worker_acquire_timeout.is_zero()
+        {
+            return bad(
+                "database.api_acquire_timeout / database.worker_acquire_timeout",
+                "must be greater than zero".into(),
             );
         }
         if let Err(e) = wiro_client::ClientConfig::new(&self.wiro.base_url, None) {

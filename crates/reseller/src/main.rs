@@ -102,7 +102,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let settings = runtime::load()?;
-            let pool = runtime::pool(&settings, 2).await?;
+            let pool =
+                runtime::pool(&settings, 2, settings.database.worker_acquire_timeout).await?;
             domain::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())

@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use domain::Settings;
 use domain::sealed::Sealer;
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgPool};
 
 /// Where `reseller up` keeps the credentials key it generated.
@@ -76,15 +75,20 @@ pub fn load() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// A pool on `database.url` with `size` connections.
+/// A pool on `database.url` with `size` connections (statement timeout, TLS per the URL);
+/// `acquire` gives up after `acquire_timeout`.
 ///
 /// # Errors
 /// When the database cannot be reached.
-pub async fn pool(settings: &Settings, size: u32) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(settings.database.url.expose_secret())
+pub async fn pool(
+    settings: &Settings,
+    size: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
+    let options =
+        domain::db::connect::options(&settings.database).context("database.url / DATABASE_URL")?;
+    domain::db::connect::pool_options(size, acquire_timeout)
+        .connect_with(options)
         .await
         .context("cannot connect to the database (database.url / DATABASE_URL)")
 }

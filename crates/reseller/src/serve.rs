@@ -67,7 +67,12 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     // Configuration first: no published or missing secret ever verifies a token.
     settings.require_signing_secret()?;
     let settings = Arc::new(settings);
-    let pool = runtime::pool(&settings, settings.database.api_max_connections).await?;
+    let pool = runtime::pool(
+        &settings,
+        settings.database.api_max_connections,
+        settings.database.api_acquire_timeout,
+    )
+    .await?;
     runtime::require_migrated(&pool).await?;
     let (app, addr) = start_api(&settings, &pool)?;
     let handle = app.handle();
@@ -92,7 +97,12 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
 /// Start-up failures.
 pub async fn worker_only(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let pool = runtime::pool(&settings, worker_pool_size(&settings)).await?;
+    let pool = runtime::pool(
+        &settings,
+        worker_pool_size(&settings),
+        settings.database.worker_acquire_timeout,
+    )
+    .await?;
     runtime::require_migrated(&pool).await?;
     let ctx = runtime::job_context(
         &settings,

@@ -12,7 +12,7 @@ use crate::runtime;
 /// # Errors
 /// When the database cannot be read.
 pub async fn run(settings: &domain::Settings, days: i64) -> anyhow::Result<()> {
-    let pool = runtime::pool(settings, 2).await?;
+    let pool = runtime::pool(settings, 2, settings.database.worker_acquire_timeout).await?;
     runtime::require_migrated(&pool).await?;
     let by_state = domain::db::instances::count_by_state(&pool).await?;
     let mut out = String::new();

@@ -72,6 +72,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let pool = runtime::pool(
         &settings,
         settings.database.api_max_connections + serve::worker_pool_size(&settings),
+        settings.database.api_acquire_timeout,
     )
     .await?;
     domain::migrate(&pool).await?;

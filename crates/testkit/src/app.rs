@@ -13,7 +13,6 @@ use domain::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::oneshot;
 use wiro_sim::{Delays, SimConfig, SimServer};
 
@@ -95,11 +94,17 @@ pub async fn spawn_app_with(
     let mut settings = crate::settings_for(&sim);
     tweak(&mut settings);
     let settings = Arc::new(settings);
-    let pool = PgPoolOptions::new()
-        .max_connections(40)
-        .connect_with((*test_pool.connect_options()).clone())
-        .await
-        .expect("pool");
+    // Sized and timed like `reseller api`'s pool, on the test's database.
+    let pool = domain::db::connect::pool_options(
+        settings.database.api_max_connections,
+        settings.database.api_acquire_timeout,
+    )
+    .connect_with(domain::db::connect::with_statement_timeout(
+        (*test_pool.connect_options()).clone(),
+        settings.database.statement_timeout,
+    ))
+    .await
+    .expect("pool");
     let state = AppState {
         pool: pool.clone(),
         services: crate::services_shared(&pool, &settings, "api-test"),

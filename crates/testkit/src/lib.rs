@@ -42,6 +42,8 @@ pub fn settings_for(sim: &SimServer) -> Settings {
     s.provisioning.backoff_max = Duration::from_millis(400);
     s.provisioning.wait_running_inline = Duration::from_secs(5);
     s.api.catalog_cache_ttl = Duration::from_secs(2);
+    // Tests run many requests and a worker on one pool.
+    s.database.api_max_connections = 40;
     s.security.credentials_key = SecretString::from(Sealer::generate_key());
     s.auth.hs256_secret = SecretString::from(Sealer::generate_key());
     // Tests make requests fast; the tests of the buckets set their own rates.
