@@ -147,6 +147,40 @@ async fn malformed_and_invalid_requests_get_problem_bodies_with_stable_codes(poo
         StatusCode::BAD_REQUEST,
         "bad_query",
     );
+    // Out-of-range numbers are bad queries, never a 404 or a silent clamp.
+    let ops = app.ops_token();
+    for (path, token, named) in [
+        ("/v1/agents?limit=0", &token, "limit"),
+        ("/v1/agents?limit=501", &token, "limit"),
+        (
+            "/v1/admin/ledger?customer=&limit=-9223372036854775808",
+            &ops,
+            "limit",
+        ),
+        ("/v1/admin/forecast?wallet_cents=-1", &ops, "wallet_cents"),
+        ("/v1/admin/forecast?days=366", &ops, "days"),
+        ("/v1/admin/customers?status=", &ops, "status"),
+    ] {
+        let answer = app.get(path, token).await;
+        problem(&answer, StatusCode::BAD_REQUEST, "bad_query");
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{named}:")),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
+    // A body that is not JSON is 415, as the spec says.
+    let no_body = app
+        .request(Method::POST, "/v1/agents", Some(&token), None, &[])
+        .await;
+    problem(
+        &no_body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
     problem(
         &app.get("/v1/nothing-here", &token).await,
         StatusCode::NOT_FOUND,

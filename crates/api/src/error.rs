@@ -120,6 +120,11 @@ impl ApiError {
         )
     }
 
+    /// 400 `bad_query`: a query value is malformed or out of range (named in `detail`).
+    pub fn bad_query(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_query", detail)
+    }
+
     /// 409.
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)

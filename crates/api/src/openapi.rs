@@ -74,36 +74,12 @@ pub fn finish(openapi: &mut Document) {
             .into_iter()
             .filter_map(|(m, o)| o.as_mut().map(|o| (m, o)))
             {
+                let has_body = operation.request_body.is_some();
+                let keyed = operation.parameters.iter().flatten().any(
+                    |p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("Idempotency-Key")),
+                );
                 let responses = &mut operation.responses.responses;
-                if mutating && rate_limited {
-                    responses.entry("429".to_owned()).or_insert_with(|| {
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description("Over the customer's request rate; see `Retry-After`.")
-                                .content("application/problem+json", problem())
-                                .build(),
-                        )
-                    });
-                }
-                for (status, description) in [
-                    (
-                        "400",
-                        "Malformed request: bad JSON, path or query value, or Idempotency-Key.",
-                    ),
-                    ("413", "The request body is too large."),
-                    (
-                        "503",
-                        "Busy: no database connection was free in time; retry after `Retry-After`.",
-                    ),
-                    (
-                        "500",
-                        "Internal error; the body carries the request id for support.",
-                    ),
-                ] {
-                    // Liveness touches no database.
-                    if status == "503" && path == "/healthz" {
-                        continue;
-                    }
+                let mut add = |status: &str, description: &str| {
                     responses.entry(status.to_owned()).or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()
@@ -112,7 +88,43 @@ pub fn finish(openapi: &mut Document) {
                                 .build(),
                         )
                     });
+                };
+                if has_body {
+                    add("415", "The body is not `application/json`.");
                 }
+                if keyed {
+                    add(
+                        "409",
+                        "The Idempotency-Key is in use by a request still running.",
+                    );
+                    add(
+                        "422",
+                        "The Idempotency-Key was used with a different request.",
+                    );
+                }
+                if mutating && rate_limited {
+                    add(
+                        "429",
+                        "Over the customer's request rate; see `Retry-After`.",
+                    );
+                }
+                add(
+                    "400",
+                    "Malformed request: bad JSON, path or query value, or Idempotency-Key.",
+                );
+                add("413", "The request body is too large.");
+                // Liveness touches no database.
+                if path != "/healthz" {
+                    add(
+                        "503",
+                        "Busy: no database connection was free in time; retry after `Retry-After`.",
+                    );
+                }
+                add(
+                    "500",
+                    "Internal error; the body carries the request id for support.",
+                );
+                let responses = &mut operation.responses.responses;
                 // Error bodies are problem documents, not plain JSON.
                 for (status, response) in responses.iter_mut() {
                     if let (false, RefOr::T(response)) = (status.starts_with('2'), response)

@@ -14,13 +14,22 @@ pub struct PageQuery {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 impl PageQuery {
     /// The page size to use.
-    pub fn limit(&self) -> i64 {
-        domain::db::page_size(self.limit, 50)
+    ///
+    /// # Errors
+    /// 400 `bad_query` outside 1–500.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            Some(n) if !(1..=domain::db::MAX_PAGE).contains(&n) => Err(ApiError::bad_query(
+                format!("limit: must be 1 to {}", domain::db::MAX_PAGE),
+            )),
+            requested => Ok(domain::db::page_size(requested, 50)),
+        }
     }
 
     /// The decoded cursor.

@@ -42,6 +42,25 @@ fn every_operation_documents_its_answers_and_needs_auth_unless_public() {
                     );
                 }
             }
+            // Statuses the server gives before a handler runs.
+            let documents = |status: &str| op["responses"].get(status).is_some();
+            assert!(
+                documents("400") && documents("500"),
+                "{method} {path}: 400/500"
+            );
+            if op.get("requestBody").is_some() {
+                assert!(documents("415"), "{method} {path} takes a body: 415");
+                assert!(documents("413"), "{method} {path} takes a body: 413");
+            }
+            let keyed = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+            if keyed {
+                assert!(
+                    documents("409") && documents("422"),
+                    "{method} {path} takes an Idempotency-Key: 409 and 422"
+                );
+            }
             if !public.contains(&path.as_str()) {
                 assert_eq!(
                     op["security"][0]["bearer"],

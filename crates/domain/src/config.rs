@@ -339,9 +339,16 @@ pub struct OperationSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecuritySettings {
-    /// Base64 AES-256 key.
+    /// Base64 AES-256 key that seals credentials at rest.
     #[serde(serialize_with = "redact")]
     pub credentials_key: SecretString,
+    /// Keys used before (comma-separated base64): they still open, never seal.
+    #[serde(serialize_with = "redact", default = "empty_secret")]
+    pub previous_credentials_keys: SecretString,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
 }
 
 /// `[log]`.
@@ -621,9 +628,20 @@ impl Settings {
         }
         let key = self.security.credentials_key.expose_secret();
         if !key.is_empty() {
-            crate::sealed::Sealer::from_base64(key).map_err(|e| ConfigError(e.to_string()))?;
+            self.sealer().map_err(|e| ConfigError(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// The sealer of credentials at rest: the current key and the previous ones.
+    ///
+    /// # Errors
+    /// A key that is not base64 of 32 bytes (the setting is named).
+    pub fn sealer(&self) -> crate::Result<crate::sealed::Sealer> {
+        crate::sealed::Sealer::with_previous(
+            self.security.credentials_key.expose_secret(),
+            self.security.previous_credentials_keys.expose_secret(),
+        )
     }
 
     /// Refuses to sign or verify tokens with no HS256 secret, or with a published one: anyone

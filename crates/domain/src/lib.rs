@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod orders;
+pub mod reseal;
 pub mod sealed;
 
 pub use config::Settings;

@@ -8,14 +8,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use wiro_client::models::{CredentialValues, CustomSkillValue};
 
 use crate::error::{Error, Result};
 use crate::ids::InstanceId;
 
-/// Format version written as the first byte.
-const VERSION: u8 = 1;
+/// Format version written as the first byte (2: with a key id).
+const VERSION: u8 = 2;
+/// The first format: no key id.
+const VERSION_1: u8 = 1;
 const NONCE_LEN: usize = 12;
+const KEY_ID_LEN: usize = 8;
 
 /// What an instance still has to send to Wiro with Update.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -46,9 +50,22 @@ impl PendingConfig {
     }
 }
 
-/// Seals and opens [`PendingConfig`] with one key.
+/// Seals with the current key and opens with it or any previous one, so the key can be
+/// rotated: deploy the new key with the old ones in `security.previous_credentials_keys`, run
+/// `reseller reseal`, then drop the old keys.
+///
+/// Format 2: `[2][key id: 8 bytes][nonce: 12][ciphertext]`, the key id being the first 8 bytes
+/// of the key's SHA-256 (it names the key without revealing it). Format 1 (no key id) still
+/// opens: every key is tried.
 #[derive(Clone)]
 pub struct Sealer {
+    current: KeyEntry,
+    previous: Vec<KeyEntry>,
+}
+
+#[derive(Clone)]
+struct KeyEntry {
+    id: [u8; KEY_ID_LEN],
     cipher: Aes256Gcm,
 }
 
@@ -58,24 +75,48 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
+fn key_entry(key: &str, setting: &str) -> Result<KeyEntry> {
+    let bytes = STANDARD
+        .decode(key.trim())
+        .map_err(|e| Error::Invalid(format!("{setting} is not base64: {e}")))?;
+    if bytes.len() != 32 {
+        return Err(Error::Invalid(format!(
+            "{setting} must decode to 32 bytes, got {}",
+            bytes.len()
+        )));
+    }
+    let digest = Sha256::digest(&bytes);
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&digest[..KEY_ID_LEN]);
+    Ok(KeyEntry {
+        id,
+        cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+    })
+}
+
 impl Sealer {
-    /// From a base64-encoded 32-byte key.
+    /// From a base64-encoded 32-byte key (no previous keys).
     ///
     /// # Errors
     /// [`Error::Invalid`] when the text is not base64 of exactly 32 bytes.
     pub fn from_base64(key: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(key.trim())
-            .map_err(|e| Error::Invalid(format!("security.credentials_key is not base64: {e}")))?;
-        if bytes.len() != 32 {
-            return Err(Error::Invalid(format!(
-                "security.credentials_key must decode to 32 bytes, got {}",
-                bytes.len()
-            )));
-        }
-        Ok(Self {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
-        })
+        Self::with_previous(key, "")
+    }
+
+    /// The current key and the previous ones (comma-separated base64; empty for none).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the setting whose key is not base64 of exactly 32 bytes.
+    pub fn with_previous(current: &str, previous: &str) -> Result<Self> {
+        let current = key_entry(current, "security.credentials_key")?;
+        let previous = previous
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .enumerate()
+            .map(|(i, k)| key_entry(k, &format!("security.previous_credentials_keys[{i}]")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { current, previous })
     }
 
     /// A fresh random key, base64-encoded (for `reseller up` and tests).
@@ -85,7 +126,7 @@ impl Sealer {
         STANDARD.encode(key)
     }
 
-    /// Seals `config` for `instance`.
+    /// Seals `config` for `instance` with the current key.
     ///
     /// # Errors
     /// Only if serialisation fails (it does not for these types).
@@ -94,6 +135,7 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
+            .current
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
@@ -103,38 +145,71 @@ impl Sealer {
                 },
             )
             .map_err(|_| Error::Corrupt("sealing failed".into()))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        let mut out = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + sealed.len());
         out.push(VERSION);
+        out.extend_from_slice(&self.current.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
-    /// Opens what [`Sealer::seal`] produced for the same instance.
+    /// True when `sealed` was sealed with the current key (nothing to re-seal).
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed.first() == Some(&VERSION) && sealed.get(1..=KEY_ID_LEN) == Some(&self.current.id)
+    }
+
+    /// Opens what [`Sealer::seal`] produced for the same instance, with whichever known key
+    /// sealed it.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for another key, another instance or tampered bytes.
+    /// [`Error::Corrupt`] for an unknown key, another instance or tampered bytes.
     pub fn open(&self, instance: InstanceId, sealed: &[u8]) -> Result<PendingConfig> {
         let corrupt = || {
             Error::Corrupt(format!(
-                "pending credentials of {instance} do not open with this key"
+                "pending credentials of {instance} do not open with the configured keys \
+                 (security.credentials_key, security.previous_credentials_keys)"
             ))
         };
-        if sealed.len() < 1 + NONCE_LEN || sealed[0] != VERSION {
-            return Err(corrupt());
-        }
-        let (nonce, body) = sealed[1..].split_at(NONCE_LEN);
-        let plain = self
-            .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: instance.0.as_bytes(),
-                },
-            )
-            .map_err(|_| corrupt())?;
+        let keys = || std::iter::once(&self.current).chain(&self.previous);
+        let (candidates, nonce, body): (Vec<&KeyEntry>, &[u8], &[u8]) = match sealed.first() {
+            Some(&VERSION) if sealed.len() > 1 + KEY_ID_LEN + NONCE_LEN => {
+                let (id, rest) = sealed[1..].split_at(KEY_ID_LEN);
+                let (nonce, body) = rest.split_at(NONCE_LEN);
+                (keys().filter(|k| k.id == id).collect(), nonce, body)
+            }
+            Some(&VERSION_1) if sealed.len() > 1 + NONCE_LEN => {
+                let (nonce, body) = sealed[1..].split_at(NONCE_LEN);
+                (keys().collect(), nonce, body)
+            }
+            _ => return Err(corrupt()),
+        };
+        let plain = candidates
+            .into_iter()
+            .find_map(|key| {
+                key.cipher
+                    .decrypt(
+                        Nonce::from_slice(nonce),
+                        Payload {
+                            msg: body,
+                            aad: instance.0.as_bytes(),
+                        },
+                    )
+                    .ok()
+            })
+            .ok_or_else(corrupt)?;
         serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(e.to_string()))
+    }
+
+    /// `sealed` re-sealed with the current key, or `None` when it already is.
+    ///
+    /// # Errors
+    /// As [`Sealer::open`].
+    pub fn reseal(&self, instance: InstanceId, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.is_current(sealed) {
+            return Ok(None);
+        }
+        let config = self.open(instance, sealed)?;
+        self.seal(instance, &config).map(Some)
     }
 }
 
@@ -161,6 +236,64 @@ mod tests {
         assert!(sealer.open(InstanceId::new(), &sealed).is_err());
         let other = Sealer::from_base64(&Sealer::generate_key()).unwrap();
         assert!(other.open(a, &sealed).is_err());
+    }
+
+    /// A value in the first format (no key id), as stored before key ids existed.
+    fn seal_v1(key: &str, instance: InstanceId, config: &PendingConfig) -> Vec<u8> {
+        let bytes = STANDARD.decode(key).unwrap();
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes));
+        let nonce = [7u8; NONCE_LEN];
+        let plain = serde_json::to_vec(config).unwrap();
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: instance.0.as_bytes(),
+                },
+            )
+            .unwrap();
+        [vec![VERSION_1], nonce.to_vec(), sealed].concat()
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_old_values_and_reseal_moves_them_to_the_new_key() {
+        let (old, new) = (Sealer::generate_key(), Sealer::generate_key());
+        let a = InstanceId::new();
+        let sealed_old = Sealer::from_base64(&old)
+            .unwrap()
+            .seal(a, &config())
+            .unwrap();
+        let legacy = seal_v1(&old, a, &config());
+
+        let rotated = Sealer::with_previous(&new, &format!(" {old} ,")).unwrap();
+        assert_eq!(rotated.open(a, &sealed_old).unwrap(), config());
+        assert_eq!(rotated.open(a, &legacy).unwrap(), config());
+        assert!(!rotated.is_current(&sealed_old));
+
+        let resealed = rotated.reseal(a, &sealed_old).unwrap().unwrap();
+        assert!(rotated.is_current(&resealed));
+        assert_eq!(
+            rotated.reseal(a, &resealed).unwrap(),
+            None,
+            "already current"
+        );
+        let new_only = Sealer::from_base64(&new).unwrap();
+        assert_eq!(new_only.open(a, &resealed).unwrap(), config());
+        assert!(
+            new_only.open(a, &sealed_old).is_err(),
+            "without the old key, old values do not open"
+        );
+    }
+
+    #[test]
+    fn a_bad_previous_key_is_refused_with_its_position() {
+        let err = Sealer::with_previous(&Sealer::generate_key(), "c2hvcnQ=").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("security.previous_credentials_keys[0]"),
+            "{err}"
+        );
     }
 
     #[test]

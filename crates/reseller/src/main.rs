@@ -56,6 +56,11 @@ enum Command {
     /// Bulk-order agents from a CSV file through the API (resumable: a second run orders nothing
     /// twice).
     Provision(provision::ProvisionArgs),
+    /// After rotating the credentials key (new key in RESELLER_SECURITY__CREDENTIALS_KEY, the
+    /// old ones in RESELLER_SECURITY__PREVIOUS_CREDENTIALS_KEYS): re-seal every stored
+    /// credential with the new key, so the old ones can be removed. Safe to run while the
+    /// service runs, and to rerun.
+    Reseal,
     /// Print agents by state, failed jobs, open alerts and the wallet forecast.
     Status {
         /// Forecast look-ahead in days.
@@ -127,6 +132,19 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let mut settings = domain::Settings::load()?;
             runtime::use_dev_jwt_secret(&mut settings, false)?;
             provision::run(args, &settings).await
+        }
+        Command::Reseal => {
+            let settings = runtime::load()?;
+            let sealer = runtime::sealer(&settings)?;
+            let pool =
+                runtime::pool(&settings, 2, settings.database.worker_acquire_timeout).await?;
+            runtime::require_migrated(&pool).await?;
+            let report = domain::reseal::reseal_all(&pool, &sealer).await?;
+            println!(
+                "re-sealed {} stored credential(s) with the current key; {} already used it",
+                report.resealed, report.current
+            );
+            Ok(())
         }
         Command::Status { days } => {
             let settings = domain::Settings::load()?;

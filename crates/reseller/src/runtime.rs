@@ -147,7 +147,7 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Sealer> {
              generate one with `head -c32 /dev/urandom | base64`"
         );
     }
-    Ok(Sealer::from_base64(key)?)
+    Ok(settings.sealer()?)
 }
 
 /// A job context (API and worker both use one) with upstream metrics.

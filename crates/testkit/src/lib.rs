@@ -63,11 +63,10 @@ pub fn services(pool: &PgPool, settings: Settings, name: &str) -> Services {
 pub fn services_shared(pool: &PgPool, settings: &Arc<Settings>, name: &str) -> Services {
     let mut config = settings.wiro_client_config().expect("wiro client config");
     config.observer = Some(Arc::new(domain::metrics::UpstreamObserver));
-    let key = secrecy::ExposeSecret::expose_secret(&settings.security.credentials_key).to_owned();
     Services {
         pool: pool.clone(),
         wiro: wiro_client::Client::new(config).expect("wiro client"),
-        sealer: Sealer::from_base64(&key).expect("credentials key"),
+        sealer: settings.sealer().expect("credentials key"),
         settings: settings.clone(),
         worker_name: Arc::from(name),
     }

@@ -25,6 +25,7 @@ pub struct AgentFilter {
     /// Only this state (`running`, `failed`, `awaiting_credentials`...).
     pub state: Option<String>,
     /// Only this observed Wiro status (0–6).
+    #[param(minimum = 0, maximum = 6)]
     pub wiro_status: Option<i16>,
     /// Only this customer's (external id).
     pub customer: Option<String>,
@@ -61,11 +62,11 @@ pub async fn list_all_agents(
         .as_deref()
         .map(|s| {
             s.parse::<InstanceState>()
-                .map_err(|e| ApiError::validation(format!("state: {e}")))
+                .map_err(|e| ApiError::bad_query(format!("state: {e}")))
         })
         .transpose()?;
     if filter.wiro_status.is_some_and(|s| !(0..=6).contains(&s)) {
-        return Err(ApiError::validation("wiro_status: must be 0 to 6"));
+        return Err(ApiError::bad_query("wiro_status: must be 0 to 6"));
     }
     let customer = match &filter.customer {
         Some(external) => match customers::by_external_id(&state.pool, external).await? {
@@ -79,7 +80,7 @@ pub async fn list_all_agents(
         },
         None => None,
     };
-    let limit = page.limit();
+    let limit = page.limit()?;
     let query = InstanceFilter {
         customer,
         state: state_filter,

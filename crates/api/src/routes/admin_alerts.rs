@@ -58,7 +58,7 @@ pub async fn list_alerts(
     filter: web::Query<AlertQuery>,
     page: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = alerts::open(&state.pool, filter.kind.as_deref(), page.after()?, limit).await?;
     let page = Page::new(rows, limit, |a| a.id.to_string());
     let items = page
@@ -108,8 +108,10 @@ pub async fn resolve_alert(
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
     /// Look-ahead in days, 1–365 (default 30).
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
     /// The Wiro wallet balance in cents (Wiro has no balance endpoint): with it, the shortfall.
+    #[param(minimum = 0)]
     pub wallet_cents: Option<i64>,
 }
 
@@ -143,8 +145,7 @@ pub struct ForecastView {
     params(ForecastQuery),
     responses(
         (status = 200, description = "The forecast.", body = ForecastView),
-        (status = 422, description = "Days out of range.", body = Problem),
-        AuthErrors,
+                AuthErrors,
     )
 )]
 #[get("/forecast")]
@@ -155,7 +156,10 @@ pub async fn forecast(
 ) -> ApiResult<HttpResponse> {
     let days = query.days.unwrap_or(30);
     if !(1..=365).contains(&days) {
-        return Err(ApiError::validation("days: must be 1 to 365"));
+        return Err(ApiError::bad_query("days: must be 1 to 365"));
+    }
+    if query.wallet_cents.is_some_and(|c| c < 0) {
+        return Err(ApiError::bad_query("wallet_cents: must not be negative"));
     }
     let f = domain::forecast::forecast(&state.pool, days, query.wallet_cents).await?;
     let mut by_day = BTreeMap::new();

@@ -84,10 +84,10 @@ pub async fn list_customers(
         .as_deref()
         .map(|s| {
             s.parse::<CustomerStatus>()
-                .map_err(|e| ApiError::validation(format!("status: {e}")))
+                .map_err(|e| ApiError::bad_query(format!("status: {e}")))
         })
         .transpose()?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = customers::list(&state.pool, status, page.after()?, limit).await?;
     let page = Page::new(rows, limit, |c| c.id.to_string());
     Ok(HttpResponse::Ok().json(Page {

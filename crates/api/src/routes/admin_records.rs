@@ -83,7 +83,8 @@ pub async fn list_ledger(
     let customer = match &filter.customer {
         Some(external) => match customers::by_external_id(&state.pool, external).await? {
             Some(c) => Some(c.id),
-            None => return Err(ApiError::not_found("customer")),
+            // Like the agents list: an unknown customer has no charges (nil matches no row).
+            None => Some(domain::ids::CustomerId(Uuid::nil())),
         },
         None => None,
     };
@@ -150,7 +151,7 @@ pub async fn list_ledger(
             .content_type("text/csv; charset=utf-8")
             .body(out));
     }
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = ledger::list(&state.pool, &query, page.after()?, limit).await?;
     let page = Page::new(rows, limit, |e| e.id.to_string());
     Ok(HttpResponse::Ok().json(Page {
@@ -205,7 +206,7 @@ pub async fn list_audit(
     filter: web::Query<AuditQuery>,
     page: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = audit::list(
         &state.pool,
         filter.action.as_deref(),

@@ -88,7 +88,7 @@ pub async fn list_agents(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let limit = query.limit();
+    let limit = query.limit()?;
     let filter = InstanceFilter {
         customer: Some(auth.customer.id),
         ..InstanceFilter::default()
@@ -115,7 +115,7 @@ pub async fn list_agents(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the order safe to retry.")),
     responses(
         (status = 202, description = "Accepted; provisioning has begun.", body = AgentView),
-        (status = 409, description = "Idempotency-Key still in use by a running request.", body = Problem),
+        (status = 409, description = "Over a limit of the customer (`limit_exceeded`, with `limit_name`, `limit` and `usage`; nothing is ordered), or the Idempotency-Key is still in use by a running request.", body = Problem),
         (status = 422, description = "Invalid order (the field is named), unknown template or plan, or a reused Idempotency-Key.", body = Problem),
         AuthErrors, UpstreamErrors,
     )

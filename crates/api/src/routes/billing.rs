@@ -210,7 +210,7 @@ async fn act(
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow upgrades.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
-        (status = 409, description = "Already Pro (`already_pro`), not deployed, or another action in progress.", body = Problem),
+        (status = 409, description = "Already Pro (`already_pro`), over the monthly spending limit (`limit_exceeded`; nothing is charged), not deployed, or another action in progress.", body = Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -279,7 +279,7 @@ pub async fn cancel(
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow renewing.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
-        (status = 409, description = "Active with no cancellation to take back (`subscription_already_active`), not deployed, or another action in progress.", body = Problem),
+        (status = 409, description = "Active with no cancellation to take back (`subscription_already_active`), over the monthly spending limit (`limit_exceeded`), not deployed, or another action in progress.", body = Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -314,7 +314,7 @@ pub async fn renew(
         (status = 402, description = "The operator's wallet cannot pay for it.", body = Problem),
         (status = 403, description = "The operator does not allow buying packs.", body = Problem),
         (status = 404, description = "No such agent.", body = Problem),
-        (status = 409, description = "Starter plan, not deployed, or another purchase in progress.", body = Problem),
+        (status = 409, description = "Starter plan, over the monthly spending limit (`limit_exceeded`; nothing is charged), not deployed, or another purchase in progress.", body = Problem),
         (status = 422, description = "Unknown pack, or a pack not offered for this template.", body = Problem),
         AuthErrors, UpstreamErrors,
     )

@@ -112,6 +112,7 @@ pub struct HistoryQuery {
     /// The `next_cursor` of the previous page (older messages follow).
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -123,6 +124,17 @@ fn validate_session(session: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// A session named in the path: a bad one is a bad path (400), like a bad id.
+fn validate_session_path(session: &str) -> ApiResult<()> {
+    validate_session(session).map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("invalid path parameter: {e}"),
+        )
+    })
 }
 
 async fn deployed(state: &AppState, auth: &CustomerAuth, id: Uuid) -> ApiResult<String> {
@@ -361,8 +373,12 @@ pub async fn session_history(
     query: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
     let (id, session) = path.into_inner();
-    validate_session(&session)?;
+    validate_session_path(&session)?;
     let guid = deployed(&state, &auth, id).await?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_query("limit: must be 1 to 200"));
+    }
     let before = query
         .cursor
         .as_deref()
@@ -373,7 +389,7 @@ pub async fn session_history(
         .message_history(&HistoryRequest {
             useragentguid: guid,
             sessionkey: Some(session),
-            limit: Some(query.limit.unwrap_or(50).clamp(1, 200)),
+            limit: Some(limit),
             before,
         })
         .await
@@ -409,7 +425,7 @@ pub async fn delete_session(
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<HttpResponse> {
     let (id, session) = path.into_inner();
-    validate_session(&session)?;
+    validate_session_path(&session)?;
     let guid = deployed(&state, &auth, id).await?;
     state
         .wiro()

@@ -551,6 +551,59 @@ where
     }
 }
 
+/// Ids of instances holding a sealed pending config, after `after`, in id order.
+///
+/// # Errors
+/// Database errors.
+pub async fn with_pending_config(
+    conn: impl PgExecutor<'_>,
+    after: InstanceId,
+    limit: i64,
+) -> Result<Vec<InstanceId>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM instances WHERE pending_config IS NOT NULL AND id > $1
+          ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The sealed pending config of `id`, the row locked for the transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_pending_config(
+    conn: impl PgExecutor<'_>,
+    id: InstanceId,
+) -> Result<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT pending_config FROM instances WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Replaces the sealed pending config of `id` (the same values, sealed again).
+///
+/// # Errors
+/// Database errors.
+pub async fn replace_pending_config(
+    conn: impl PgExecutor<'_>,
+    id: InstanceId,
+    sealed: &[u8],
+) -> Result<()> {
+    sqlx::query("UPDATE instances SET pending_config = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sealed)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,78 @@
+//! Rotating the credentials key: values sealed with the old key keep opening while it is listed
+//! in `security.previous_credentials_keys`; `reseller reseal` moves them to the new key, after
+//! which the old key can go. Without the old key, the command refuses and names the instance.
+
+use std::process::{Command, Output};
+
+use domain::sealed::Sealer;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use testkit::harness::{harness, instagram, order};
+
+fn reseal(pool: &PgPool, key: &str, previous: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reseller"))
+        .arg("reseal")
+        .env_remove("RESELLER_CONFIG")
+        .env("DATABASE_URL", testkit::process::database_url(pool))
+        .env("RESELLER_SECURITY__CREDENTIALS_KEY", key)
+        .env("RESELLER_SECURITY__PREVIOUS_CREDENTIALS_KEYS", previous)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+async fn stored(pool: &PgPool) -> Vec<u8> {
+    sqlx::query_scalar("SELECT pending_config FROM instances")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn reseal_moves_stored_credentials_to_the_new_key(pool: PgPool) {
+    let h = harness(pool.clone()).await;
+    let old = h
+        .ctx
+        .settings
+        .security
+        .credentials_key
+        .expose_secret()
+        .to_owned();
+    let instance = order(&h, "rotating", "instagram-manager", instagram()).await;
+    let new = Sealer::generate_key();
+
+    let refused = reseal(&pool, &new, "");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&instance.id.to_string()) && stderr.contains("previous_credentials_keys"),
+        "{stderr}"
+    );
+
+    let done = reseal(&pool, &new, &old);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stdout).starts_with("re-sealed 1 stored credential(s)"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    let new_only = Sealer::from_base64(&new).unwrap();
+    assert_eq!(
+        new_only.open(instance.id, &stored(&pool).await).unwrap(),
+        instagram(),
+        "the new key alone opens it"
+    );
+
+    let again = reseal(&pool, &new, "");
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout)
+            .contains("re-sealed 0 stored credential(s) with the current key; 1 already used it"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
