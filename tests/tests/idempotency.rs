@@ -2,9 +2,10 @@
 //! the same key is refused; a duplicate arriving while the first runs gets 409.
 
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
-use testkit::spawn_app;
+use testkit::{spawn_app, spawn_app_with};
 use wiro_sim::{FaultMode, FaultSpec};
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
@@ -159,4 +160,62 @@ async fn a_key_left_in_progress_by_a_dead_process_is_released_after_a_while(pool
         .request(Method::POST, "/v1/agents", Some(&token), Some(&order), &key)
         .await;
     assert_eq!(replay.body["id"], answer.body["id"]);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn the_stored_fingerprint_is_keyed_and_a_rotated_key_still_recognises_the_retry(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool.clone()).await;
+    let token = app.customer_token("idem-fp");
+    let order = json!({
+        "template": "instagram-manager", "plan": "starter", "title": "Keyed",
+        "credentials": {"instagram": {"authMethod": "wiro"}}
+    });
+    let first = app.post_keyed("/v1/agents", &token, &order, "fp-1").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT request_hash FROM idempotency_keys WHERE key = 'fp-1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let typed: api::routes::agents::CreateAgent = serde_json::from_value(order.clone()).unwrap();
+    let canonical = api::idempotency::canonical_request("POST", "/v1/agents", &typed).unwrap();
+    let sealer = app.settings.sealer().unwrap();
+    assert_eq!(
+        stored,
+        sealer.fingerprint(&canonical),
+        "HMAC under the server key"
+    );
+
+    // Rotate the credentials key (the fingerprint key derives from it): the old one is previous.
+    let old_key = app
+        .settings
+        .security
+        .credentials_key
+        .expose_secret()
+        .to_owned();
+    let rotated = spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 100_000.0),
+        |s| {
+            s.security.credentials_key = SecretString::from(domain::sealed::Sealer::generate_key());
+            s.security.previous_credentials_keys = SecretString::from(old_key);
+        },
+        false,
+    )
+    .await;
+    let token = rotated.customer_token("idem-fp");
+    let replay = rotated
+        .post_keyed("/v1/agents", &token, &order, "fp-1")
+        .await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{:?}", replay.body);
+    assert_eq!(replay.body["id"], first.body["id"]);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    let other = json!({"template": "instagram-manager", "plan": "starter", "title": "Other"});
+    let reused = rotated
+        .post_keyed("/v1/agents", &token, &other, "fp-1")
+        .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.code(), "idempotency_key_reused");
 }

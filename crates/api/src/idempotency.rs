@@ -91,16 +91,12 @@ pub async fn run(
             )
         })?
         .to_owned();
-    let mut hasher = Sha256::new();
-    hasher.update(req.method().as_str());
-    hasher.update(b" ");
-    hasher.update(req.path());
-    hasher.update(b"\n");
-    hasher.update(serde_json::to_vec(body).map_err(anyhow::Error::from)?);
-    let hash = hasher.finalize().to_vec();
+    let request = canonical_request(req.method().as_str(), req.path(), body)?;
+    let sealer = &state.services.sealer;
+    let fingerprint = sealer.fingerprint(&request);
     let ttl = state.settings.api.idempotency_ttl;
     for _ in 0..3 {
-        if idempotency::claim(&state.pool, caller, &key, &hash, ttl).await? {
+        if idempotency::claim(&state.pool, caller, &key, &fingerprint, ttl).await? {
             return run_claimed(state, caller, &key, handler).await;
         }
         let Some(existing) = idempotency::find(&state.pool, caller, &key, ABANDONED_AFTER).await?
@@ -111,7 +107,7 @@ pub async fn run(
             idempotency::release_stale(&state.pool, caller, &key, ABANDONED_AFTER).await?;
             continue;
         }
-        if existing.request_hash != hash {
+        if !same_request(sealer, &request, &existing.request_hash) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -139,6 +135,23 @@ pub async fn run(
         "idempotency_in_progress",
         "could not claim the Idempotency-Key; try again",
     ))
+}
+
+/// What a key's fingerprint covers: method, path and the canonical JSON body.
+///
+/// # Errors
+/// Only if the body does not serialise (the request types always do).
+pub fn canonical_request(method: &str, path: &str, body: &impl Serialize) -> ApiResult<Vec<u8>> {
+    let mut request = format!("{method} {path}\n").into_bytes();
+    request.extend(serde_json::to_vec(body).map_err(anyhow::Error::from)?);
+    Ok(request)
+}
+
+/// The stored fingerprint is `request`'s under a current or previous key. Keys stored before
+/// fingerprints were keyed hold a bare SHA-256: still recognised, so a client retrying across
+/// the upgrade is not told it sent another request (those rows expire with `idempotency_ttl`).
+fn same_request(sealer: &domain::sealed::Sealer, request: &[u8], stored: &[u8]) -> bool {
+    sealer.fingerprint_matches(request, stored) || Sha256::digest(request).as_slice() == stored
 }
 
 /// The answer of the operation a key started: in doubt, or settled (settling it first when

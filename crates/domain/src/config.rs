@@ -239,6 +239,8 @@ pub struct ScheduleSettings {
     pub settle: String,
     /// Stuck sweep: orders in progress with no live job.
     pub stuck: String,
+    /// Purge sweep: expired idempotency keys.
+    pub purge: String,
     /// An order in progress this long without a change and without a job is stuck.
     #[serde(with = "humantime_serde")]
     pub stuck_after: Duration,
@@ -551,6 +553,7 @@ impl Settings {
             ("schedules.topups", &self.schedules.topups),
             ("schedules.settle", &self.schedules.settle),
             ("schedules.stuck", &self.schedules.stuck),
+            ("schedules.purge", &self.schedules.purge),
         ] {
             if let Err(e) = <cron::Schedule as std::str::FromStr>::from_str(expr) {
                 return bad(

@@ -31,16 +31,19 @@ pub enum SweepKind {
     Settle,
     /// Hand orders stuck in progress (no job, no change) back to a job.
     Stuck,
+    /// Delete expired rows (idempotency keys) nobody can ask for any more.
+    Purge,
 }
 
 impl SweepKind {
     /// Every sweep.
-    pub const ALL: [SweepKind; 5] = [
+    pub const ALL: [SweepKind; 6] = [
         SweepKind::Reconcile,
         SweepKind::Renewals,
         SweepKind::Topups,
         SweepKind::Settle,
         SweepKind::Stuck,
+        SweepKind::Purge,
     ];
 
     /// Its name.
@@ -51,6 +54,7 @@ impl SweepKind {
             SweepKind::Topups => "topups",
             SweepKind::Settle => "settle",
             SweepKind::Stuck => "stuck",
+            SweepKind::Purge => "purge",
         }
     }
 }

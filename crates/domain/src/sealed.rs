@@ -6,6 +6,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -67,6 +68,20 @@ pub struct Sealer {
 struct KeyEntry {
     id: [u8; KEY_ID_LEN],
     cipher: Aes256Gcm,
+    /// A subkey for request fingerprints, derived from the key (HMAC of a fixed label), so
+    /// fingerprints rotate with the key without a secret of their own.
+    fingerprint: [u8; 32],
+}
+
+/// Labels the fingerprint subkey (changing it invalidates every stored fingerprint).
+const FINGERPRINT_LABEL: &[u8] = b"wiro-reseller/request-fingerprint/v1";
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], data: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac
 }
 
 impl std::fmt::Debug for Sealer {
@@ -91,6 +106,10 @@ fn key_entry(key: &str, setting: &str) -> Result<KeyEntry> {
     Ok(KeyEntry {
         id,
         cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+        fingerprint: hmac(&bytes, FINGERPRINT_LABEL)
+            .finalize()
+            .into_bytes()
+            .into(),
     })
 }
 
@@ -200,6 +219,24 @@ impl Sealer {
         serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(e.to_string()))
     }
 
+    /// A keyed fingerprint of `data` (HMAC-SHA256 under a subkey of the current key): what the
+    /// database keeps to recognise a repeated request, without a bare hash of bodies that carry
+    /// credentials (a bare SHA-256 of a short secret can be brute-forced from a dump).
+    pub fn fingerprint(&self, data: &[u8]) -> Vec<u8> {
+        hmac(&self.current.fingerprint, data)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// True when `stored` is the fingerprint of `data` under the current or a previous key (a
+    /// key rotation does not turn a client's retry into "another request"). Constant-time.
+    pub fn fingerprint_matches(&self, data: &[u8], stored: &[u8]) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|key| hmac(&key.fingerprint, data).verify_slice(stored).is_ok())
+    }
+
     /// `sealed` re-sealed with the current key, or `None` when it already is.
     ///
     /// # Errors
@@ -283,6 +320,34 @@ mod tests {
         assert!(
             new_only.open(a, &sealed_old).is_err(),
             "without the old key, old values do not open"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_is_keyed_and_survives_a_rotation() {
+        let (old, new) = (Sealer::generate_key(), Sealer::generate_key());
+        let body = br#"POST /v1/agents\n{"credentials":{"brevo":{"apiKey":"sk-1"}}}"#;
+        let before = Sealer::from_base64(&old).unwrap();
+        let print = before.fingerprint(body);
+        assert_ne!(print, Sha256::digest(body).to_vec(), "not a bare hash");
+        assert_ne!(
+            print,
+            Sealer::from_base64(&new).unwrap().fingerprint(body),
+            "another key, another fingerprint"
+        );
+        assert!(before.fingerprint_matches(body, &print));
+        assert!(!before.fingerprint_matches(b"another body", &print));
+
+        let rotated = Sealer::with_previous(&new, &old).unwrap();
+        assert!(
+            rotated.fingerprint_matches(body, &print),
+            "old key still recognised"
+        );
+        assert!(rotated.fingerprint_matches(body, &rotated.fingerprint(body)));
+        assert!(
+            !Sealer::from_base64(&new)
+                .unwrap()
+                .fingerprint_matches(body, &print)
         );
     }
 

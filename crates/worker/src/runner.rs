@@ -103,6 +103,7 @@ pub async fn run(
             (SweepKind::Topups, &schedules.topups),
             (SweepKind::Settle, &schedules.settle),
             (SweepKind::Stuck, &schedules.stuck),
+            (SweepKind::Purge, &schedules.purge),
         ] {
             let schedule = cron::Schedule::from_str(expr)
                 .map_err(|e| anyhow::anyhow!("schedules.{}: {e}", kind.as_str()))?;

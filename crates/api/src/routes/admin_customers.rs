@@ -1,7 +1,9 @@
-//! Ops: customers — list, create or update by external id, read, suspend, reactivate, close.
+//! Ops: customers — list, create or update by external id, read, suspend, reactivate, close
+//! (optionally erasing the customer's data), export everything we hold about one.
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
+use domain::customer_data;
 use domain::db::customers::{self, Customer};
 use domain::ids::CustomerId;
 use domain::model::CustomerStatus;
@@ -10,9 +12,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::OpsAuth;
+use crate::dto::AgentView;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::openapi::AuthErrors;
 use crate::pagination::{Page, PageQuery};
+use crate::routes::admin_records::{AuditEntryView, LedgerEntryView};
 use crate::state::AppState;
 
 /// A customer.
@@ -30,6 +34,10 @@ pub struct CustomerView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// When ops closed it with `erase_data=true`.
+    pub erase_requested_at: Option<DateTime<Utc>>,
+    /// When that erasure finished (Wiro message sessions deleted).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl From<Customer> for CustomerView {
@@ -41,6 +49,8 @@ impl From<Customer> for CustomerView {
             status: c.status.as_str().to_owned(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            erase_requested_at: c.erase_requested_at,
+            erased_at: c.erased_at,
         }
     }
 }
@@ -228,13 +238,26 @@ pub async fn reactivate_customer(
     change(ops, state, id.into_inner(), CustomerStatus::Active).await
 }
 
-/// Closes: subscriptions cancelled and agents stopped for good; the ledger is kept.
+/// How to close.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CloseQuery {
+    /// Also erase the customer's data: its display name and the sealed credentials waiting for
+    /// Wiro now, then every Wiro message session on its agents (the ledger and the audit log are
+    /// kept). Cannot be undone.
+    #[serde(default)]
+    pub erase_data: bool,
+}
+
+/// Closes: subscriptions cancelled and agents stopped for good; the ledger is kept. With
+/// `erase_data=true` the customer's data is erased too (see the parameter); asking again on a
+/// closed customer is how to erase it later.
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Customer id.")),
+    params(("id" = Uuid, Path, description = "Customer id."), CloseQuery),
     responses(
-        (status = 202, description = "Closed; agents are being stopped.", body = CustomerView),
+        (status = 202, description = "Closed; agents are being stopped (and the data erased).", body = CustomerView),
         (status = 404, description = "No such customer.", body = Problem),
         AuthErrors,
     )
@@ -244,6 +267,96 @@ pub async fn close_customer(
     ops: OpsAuth,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
+    query: web::Query<CloseQuery>,
 ) -> ApiResult<HttpResponse> {
-    change(ops, state, id.into_inner(), CustomerStatus::Closed).await
+    if !query.erase_data {
+        return change(ops, state, id.into_inner(), CustomerStatus::Closed).await;
+    }
+    let (customer, _) = customer_data::close_and_erase(
+        &state.pool,
+        CustomerId(id.into_inner()),
+        &ops.actor(),
+        ops.request_id.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(CustomerView::from(customer)))
+}
+
+/// A message the customer sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SentMessageView {
+    /// Wiro's message guid.
+    pub message_id: String,
+    /// The agent.
+    pub agent_id: Uuid,
+    /// The session key.
+    pub session: String,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything we hold about one customer (sealed credentials excepted: they never leave).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerExportView {
+    /// When this export was made.
+    pub exported_at: DateTime<Utc>,
+    /// The customer.
+    pub customer: CustomerView,
+    /// Its agents.
+    pub agents: Vec<AgentView>,
+    /// Its charges.
+    pub ledger: Vec<LedgerEntryView>,
+    /// The messages it sent (ids and sessions; the conversation itself is at Wiro).
+    pub messages: Vec<SentMessageView>,
+    /// Audit entries by it, about it and about its agents.
+    pub audit: Vec<AuditEntryView>,
+}
+
+/// Exports everything we hold about one customer, as one JSON document.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Customer id.")),
+    responses(
+        (status = 200, description = "The customer's data.", body = CustomerExportView),
+        (status = 404, description = "No such customer.", body = Problem),
+        AuthErrors,
+    )
+)]
+#[get("/customers/{id}/export")]
+pub async fn export_customer(
+    _ops: OpsAuth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let export = customer_data::export(&state.pool, CustomerId(id.into_inner()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("customer"))?;
+    let name = export.customer.external_id.clone();
+    let view = CustomerExportView {
+        exported_at: Utc::now(),
+        customer: export.customer.into(),
+        agents: export
+            .agents
+            .into_iter()
+            .map(|i| AgentView::new(i, &name))
+            .collect(),
+        ledger: export
+            .ledger
+            .into_iter()
+            .map(LedgerEntryView::from)
+            .collect(),
+        messages: export
+            .messages
+            .into_iter()
+            .map(|m| SentMessageView {
+                message_id: m.wiro_guid,
+                agent_id: m.instance_id.0,
+                session: m.session,
+                created_at: m.created_at,
+            })
+            .collect(),
+        audit: export.audit.into_iter().map(AuditEntryView::from).collect(),
+    };
+    Ok(HttpResponse::Ok().json(view))
 }

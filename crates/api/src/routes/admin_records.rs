@@ -36,6 +36,21 @@ pub struct LedgerEntryView {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<ledger::LedgerEntry> for LedgerEntryView {
+    fn from(e: ledger::LedgerEntry) -> Self {
+        Self {
+            id: e.id,
+            customer_id: e.customer_id.0,
+            instance_id: e.instance_id.map(|i| i.0),
+            kind: e.kind.as_str().to_owned(),
+            amount_cents: e.amount_cents,
+            reference: e.reference,
+            wiro_guid: e.wiro_guid,
+            created_at: e.created_at,
+        }
+    }
+}
+
 /// Filters for the ledger.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -93,16 +108,7 @@ pub async fn list_ledger(
         from: filter.from,
         to: filter.to,
     };
-    let view = |e: ledger::LedgerEntry| LedgerEntryView {
-        id: e.id,
-        customer_id: e.customer_id.0,
-        instance_id: e.instance_id.map(|i| i.0),
-        kind: e.kind.as_str().to_owned(),
-        amount_cents: e.amount_cents,
-        reference: e.reference,
-        wiro_guid: e.wiro_guid,
-        created_at: e.created_at,
-    };
+    let view = LedgerEntryView::from;
     if wants_csv(&req) {
         let rows: Vec<LedgerEntryView> = ledger::list(&state.pool, &query, None, CSV_MAX_ROWS)
             .await?
@@ -182,6 +188,21 @@ pub struct AuditEntryView {
     pub detail: serde_json::Value,
 }
 
+impl From<audit::AuditEntry> for AuditEntryView {
+    fn from(e: audit::AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            request_id: e.request_id,
+            outcome: e.outcome,
+            detail: e.detail,
+        }
+    }
+}
+
 /// Filters for the audit log.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -219,16 +240,7 @@ pub async fn list_audit(
     let items = page
         .items
         .into_iter()
-        .map(|e| AuditEntryView {
-            id: e.id,
-            at: e.at,
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            request_id: e.request_id,
-            outcome: e.outcome,
-            detail: e.detail,
-        })
+        .map(AuditEntryView::from)
         .collect::<Vec<_>>();
     Ok(HttpResponse::Ok().json(Page {
         items,

@@ -46,6 +46,7 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_customers::suspend_customer)
         .service(admin_customers::reactivate_customer)
         .service(admin_customers::close_customer)
+        .service(admin_customers::export_customer)
         .service(admin_limits::get_limits)
         .service(admin_limits::set_limits)
         .service(admin_agents::list_all_agents)

@@ -88,3 +88,27 @@ pub async fn list(
     .fetch_all(conn)
     .await?)
 }
+
+/// Entries about one customer, oldest first (at most `limit`): those it made, those about it,
+/// and those about its agents.
+///
+/// # Errors
+/// Database errors.
+pub async fn of_customer(
+    conn: impl PgExecutor<'_>,
+    customer: crate::ids::CustomerId,
+    external_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditEntry>> {
+    Ok(sqlx::query_as::<_, AuditEntry>(
+        "SELECT id, at, actor, action, target, request_id, outcome, detail FROM audit_log
+         WHERE actor = 'customer:' || $2 OR target = 'customer:' || $1::text
+            OR target IN (SELECT 'instance:' || id::text FROM instances WHERE customer_id = $1)
+         ORDER BY id LIMIT $3",
+    )
+    .bind(customer)
+    .bind(external_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

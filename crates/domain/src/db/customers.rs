@@ -24,9 +24,14 @@ pub struct Customer {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// When ops asked to erase its data (with the close).
+    pub erase_requested_at: Option<DateTime<Utc>>,
+    /// When the erasure finished (Wiro message sessions deleted).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, external_id, display_name, status, created_at, updated_at";
+const COLUMNS: &str =
+    "id, external_id, display_name, status, created_at, updated_at, erase_requested_at, erased_at";
 
 /// Checks an external id: 1–200 printable characters.
 ///
@@ -244,5 +249,38 @@ pub async fn set_limits(
     if done.rows_affected() == 0 {
         return Err(Error::NotFound("customer"));
     }
+    Ok(())
+}
+
+/// Marks a closed customer's data for erasure and drops its display name; the first request's
+/// time is kept. Returns the row.
+///
+/// # Errors
+/// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] when the customer is not closed.
+pub async fn request_erasure(conn: impl PgExecutor<'_>, id: CustomerId) -> Result<Customer> {
+    let sql = format!(
+        "UPDATE customers SET erase_requested_at = COALESCE(erase_requested_at, now()),
+                display_name = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'closed' RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Customer>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::Invalid("only a closed customer's data can be erased".into()))
+}
+
+/// Records that the erasure asked for is done.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark_erased(conn: impl PgExecutor<'_>, id: CustomerId) -> Result<()> {
+    sqlx::query(
+        "UPDATE customers SET erased_at = now(), updated_at = now()
+         WHERE id = $1 AND erase_requested_at IS NOT NULL AND erased_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -182,3 +182,27 @@ pub async fn link_operation(
         .await?;
     Ok(())
 }
+
+/// Deletes up to `batch` expired keys and returns how many went. A key linked to an operation
+/// that is still in doubt (`calling`, `unknown`) and has no stored answer stays, whatever its
+/// age: its replay is how the caller learns what happened. Locked rows (a replay reading one)
+/// are skipped for the next batch.
+///
+/// # Errors
+/// Database errors.
+pub async fn purge_expired(conn: impl PgExecutor<'_>, batch: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE (caller, key) IN (
+             SELECT k.caller, k.key FROM idempotency_keys k
+             LEFT JOIN operations o ON o.id = k.operation_id
+             WHERE k.expires_at < now()
+               AND (k.operation_id IS NULL OR k.status IS NOT NULL
+                    OR o.state NOT IN ('calling', 'unknown'))
+             ORDER BY k.expires_at LIMIT $1
+             FOR UPDATE OF k SKIP LOCKED)",
+    )
+    .bind(batch)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -604,6 +604,25 @@ pub async fn replace_pending_config(
     Ok(())
 }
 
+/// Erases the sealed credentials still waiting for Wiro on every agent of `customer` (the
+/// version moves, so a job holding the old row cannot write them back); returns how many.
+///
+/// # Errors
+/// Database errors.
+pub async fn erase_pending_config_of_customer(
+    conn: impl PgExecutor<'_>,
+    customer: CustomerId,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE instances SET pending_config = NULL, version = version + 1, updated_at = now()
+         WHERE customer_id = $1 AND pending_config IS NOT NULL",
+    )
+    .bind(customer)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

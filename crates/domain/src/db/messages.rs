@@ -1,6 +1,7 @@
 //! Which customer owns which upstream message: Wiro's message guids are global to our API key,
 //! so every read of a message goes through this map first.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use crate::error::Result;
@@ -78,4 +79,48 @@ pub async fn forget_session(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A message we sent, as the map records it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SentMessage {
+    /// Wiro's message guid.
+    pub wiro_guid: String,
+    /// The agent.
+    pub instance_id: InstanceId,
+    /// The session key.
+    pub session: String,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every message `customer` sent, oldest first (at most `limit`).
+///
+/// # Errors
+/// Database errors.
+pub async fn of_customer(
+    conn: impl PgExecutor<'_>,
+    customer: CustomerId,
+    limit: i64,
+) -> Result<Vec<SentMessage>> {
+    Ok(sqlx::query_as(
+        "SELECT wiro_guid, instance_id, session, created_at FROM messages
+         WHERE customer_id = $1 ORDER BY created_at, wiro_guid LIMIT $2",
+    )
+    .bind(customer)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Forgets every message of `customer` (its sessions are gone upstream); returns how many.
+///
+/// # Errors
+/// Database errors.
+pub async fn forget_customer(conn: impl PgExecutor<'_>, customer: CustomerId) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM messages WHERE customer_id = $1")
+        .bind(customer)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }

@@ -3,7 +3,9 @@
 //!
 //! - suspended: cancel renewal at period end (as the suspension's cancel) and stop the agents
 //!   (their desired state is kept for reactivation);
-//! - closed: the same, and the agents stay stopped for good (the ledger is kept);
+//! - closed: the same, and the agents stay stopped for good (the ledger is kept); when ops
+//!   closed it with erasure, every Wiro message session on its agents is then deleted and the
+//!   erasure recorded as done (see `domain::customer_data`);
 //! - active again: take back the cancellations the suspension made — never a customer's or
 //!   ops' own — renew what expired meanwhile, and restore each agent's desired state.
 
@@ -14,6 +16,7 @@ use domain::model::{CancelSource, CustomerStatus, DesiredState, InstanceState};
 use operations::Services;
 use operations::billing::{self, BillingAction, BillingError};
 use operations::protocol::Requester;
+use wiro_client::WiroError;
 
 use super::{refresh, restart, stop};
 
@@ -29,20 +32,65 @@ pub async fn apply(ctx: &Services, customer_id: CustomerId) -> anyhow::Result<()
         customer: Some(customer_id),
         ..InstanceFilter::default()
     };
+    let erasing = customer.status == CustomerStatus::Closed
+        && customer.erase_requested_at.is_some()
+        && customer.erased_at.is_none();
+    let mut sessions_deleted = 0;
     let mut after = None;
     loop {
         let page = instances::list(&ctx.pool, &filter, after, domain::db::MAX_PAGE).await?;
         let Some(last) = page.last() else {
-            return Ok(());
+            break;
         };
         after = Some(last.id);
         for instance in page {
+            if erasing {
+                sessions_deleted += delete_sessions(ctx, &instance).await?;
+            }
             if instance.wiro_guid.is_none() || instance.state == InstanceState::Failed {
                 continue; // nothing upstream to change (yet)
             }
             apply_one(ctx, customer.status, instance).await?;
         }
     }
+    if erasing {
+        domain::customer_data::finish_erasure(
+            &ctx.pool,
+            customer_id,
+            sessions_deleted,
+            &ctx.actor(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every message session Wiro holds on the agent (a retried job finds fewer); an
+/// instance Wiro no longer knows has none.
+async fn delete_sessions(ctx: &Services, instance: &Instance) -> anyhow::Result<u64> {
+    let Some(guid) = instance.wiro_guid.as_deref() else {
+        return Ok(0);
+    };
+    let gone = |e: &wiro_client::Error| {
+        matches!(
+            e.wiro(),
+            Some(WiroError::UserAgentNotFound | WiroError::AgentNotFoundOrAccessDenied)
+        )
+    };
+    let sessions = match ctx.wiro.message_sessions(guid).await {
+        Ok(found) => found.sessions,
+        Err(e) if gone(&e) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut deleted = 0;
+    for session in sessions {
+        match ctx.wiro.delete_session(guid, &session.sessionkey).await {
+            Ok(()) => deleted += 1,
+            Err(e) if gone(&e) => return Ok(deleted),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
 }
 
 async fn apply_one(

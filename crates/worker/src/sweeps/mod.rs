@@ -2,6 +2,7 @@
 //! missed tick costs nothing and a duplicate one finds nothing left to do.
 
 pub mod customer_status;
+pub mod purge;
 pub mod reconcile;
 pub mod renewals;
 pub mod stuck;
@@ -41,6 +42,9 @@ pub async fn run(ctx: &Services, kind: SweepKind) -> anyhow::Result<()> {
         SweepKind::Stuck => stuck::run(ctx)
             .await
             .map(|report| tracing::info!(?report, "stuck orders swept")),
+        SweepKind::Purge => purge::run(ctx)
+            .await
+            .map(|report| tracing::info!(?report, "expired rows purged")),
     }
 }
 
