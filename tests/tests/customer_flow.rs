@@ -70,7 +70,7 @@ async fn a_customer_orders_an_agent_chats_with_it_sets_credentials_and_stops_it(
         .patch(
             &format!("/v1/agents/{id}"),
             &token,
-            &json!({"title": "Renamed bot", "credentials": {"instagram": {"authMethod": "own"}}}),
+            &json!({"title": "Renamed bot", "credentials": {"instagram": {"authMethod": "own", "appId": "app-1", "appSecret": "secret-1"}}}),
         )
         .await;
     assert_eq!(patched.status, StatusCode::ACCEPTED, "{:?}", patched.body);

@@ -89,17 +89,23 @@ pub fn finish(openapi: &mut Document) {
                         )
                     });
                 };
+                if keyed {
+                    add(
+                        "422",
+                        "The Idempotency-Key was used with a different request, or the body does not fit the schema.",
+                    );
+                }
                 if has_body {
                     add("415", "The body is not `application/json`.");
+                    add(
+                        "422",
+                        "The body does not fit the schema (a missing or unknown field, a wrong type).",
+                    );
                 }
                 if keyed {
                     add(
                         "409",
                         "The Idempotency-Key is in use by a request still running.",
-                    );
-                    add(
-                        "422",
-                        "The Idempotency-Key was used with a different request.",
                     );
                 }
                 if mutating && rate_limited {

@@ -48,8 +48,19 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Secrets at rest.
     pub security: SecuritySettings,
+    /// OAuth connections of agents.
+    pub connections: ConnectionSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[connections]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Origins (`scheme://host[:port]`, `:*` for any port) a customer's OAuth redirect URL may
+    /// point to: Wiro sends the browser straight there, so nothing else is accepted.
+    pub allowed_redirect_origins: Vec<String>,
 }
 
 /// `[database]`.
@@ -456,6 +467,12 @@ impl Settings {
         {
             return bad("wiro.base_url", why);
         }
+        if let Err(e) =
+            crate::connections::RedirectOrigins::parse(&self.connections.allowed_redirect_origins)
+        {
+            // The message already names the key and the entry.
+            return Err(ConfigError(e.to_string()));
+        }
         if self.api.batch_body_limit_bytes < self.api.body_limit_bytes {
             return bad(
                 "api.batch_body_limit_bytes",
@@ -739,6 +756,27 @@ mod tests {
         let settings = Settings::defaults().unwrap();
         assert!(!settings.wiro_configured());
         assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_redirect_origin_that_is_not_an_origin_is_refused_by_name() {
+        let err = with(
+            "connections.allowed_redirect_origins",
+            ["https://app.example.com", "http://app.example.com"],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("connections.allowed_redirect_origins[1]"),
+            "{err}"
+        );
+        assert!(
+            with(
+                "connections.allowed_redirect_origins",
+                ["https://app.example.com:*"]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

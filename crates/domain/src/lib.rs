@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod config;
+pub mod connections;
 pub mod customer_data;
 pub mod db;
 pub mod editable;

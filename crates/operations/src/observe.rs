@@ -10,7 +10,7 @@ use domain::db::ledger::{self, NewCharge};
 use domain::ids::InstanceId;
 use domain::model::ChargeKind;
 use sqlx::PgConnection;
-use wiro_client::models::{AgentStatus, Subscription, UserAgent};
+use wiro_client::models::{AgentStatus, OAuthProvider, Subscription, UserAgent};
 
 /// Length of a billing period (Wiro bills monthly; its periods are 30 days).
 pub const PERIOD: Duration = Duration::days(domain::forecast::PERIOD_DAYS);
@@ -42,7 +42,9 @@ pub fn setup_required(agent: &UserAgent) -> bool {
     agent.setuprequired.unwrap_or(false) || agent.status == AgentStatus::SetupRequired
 }
 
-/// Editable fields still empty in non-optional credential groups, as `group.field`.
+/// Editable fields still empty in non-optional credential groups, as `group.field`. An OAuth
+/// group's own-app fields (`appId`, `clientSecret`...) count only in own mode: with Wiro's app
+/// they stay empty for good.
 pub fn missing_credentials(agent: &UserAgent) -> Vec<String> {
     let Some(config) = &agent.configuration else {
         return Vec::new();
@@ -52,9 +54,12 @@ pub fn missing_credentials(agent: &UserAgent) -> Vec<String> {
         .iter()
         .filter(|(_, group)| group.optional != Some(true))
         .flat_map(|(name, group)| {
+            let own = group.fields.get("authMethod").and_then(|v| v.as_str()) == Some("own");
+            let app_fields = OAuthProvider::from_group(name).map_or(&[][..], |p| p.app_fields());
             group
                 .missing_editable_fields()
                 .into_iter()
+                .filter(move |field| own || !app_fields.contains(&field.as_str()))
                 .map(move |field| format!("{name}.{field}"))
         })
         .collect();

@@ -66,6 +66,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )?);
     }
     runtime::use_dev_jwt_secret(&mut settings, true)?;
+    if settings.connections.allowed_redirect_origins.is_empty() {
+        // The demo's customers' apps run on the laptop.
+        settings.connections.allowed_redirect_origins =
+            vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()];
+    }
     settings.validate()?;
     let settings = Arc::new(settings);
 

@@ -38,11 +38,20 @@ pub enum Endpoint {
     MessageDeleteSession,
     /// `UserAgentOAuth/{Provider}Connect`; the provider goes in the path.
     OAuthConnect,
+    /// `UserAgentOAuth/{Provider}Status` (and the Drive folder listing): reads.
+    OAuthStatus,
+    /// `UserAgentOAuth/{Provider}Disconnect`.
+    OAuthDisconnect,
+    /// `UserAgentOAuth/TokenRefresh`.
+    OAuthTokenRefresh,
+    /// The calls that finish a connection: `MetaAdsSetAdAccount`, `FBSetPage`,
+    /// `GAdsSetCustomerId`, `GoogleDriveSetFolder`.
+    OAuthFinalize,
 }
 
 impl Endpoint {
     /// Every endpoint, for metrics and conformance tests.
-    pub const ALL: [Endpoint; 19] = [
+    pub const ALL: [Endpoint; 23] = [
         Endpoint::AgentList,
         Endpoint::AgentDetail,
         Endpoint::Deploy,
@@ -62,6 +71,10 @@ impl Endpoint {
         Endpoint::MessageCancel,
         Endpoint::MessageDeleteSession,
         Endpoint::OAuthConnect,
+        Endpoint::OAuthStatus,
+        Endpoint::OAuthDisconnect,
+        Endpoint::OAuthTokenRefresh,
+        Endpoint::OAuthFinalize,
     ];
 
     /// The path under the base URL, as Wiro spells it (also the fault-injection key of the
@@ -87,6 +100,10 @@ impl Endpoint {
             Endpoint::MessageCancel => "UserAgent/Message/Cancel",
             Endpoint::MessageDeleteSession => "UserAgent/Message/DeleteSession",
             Endpoint::OAuthConnect => "UserAgentOAuth/Connect",
+            Endpoint::OAuthStatus => "UserAgentOAuth/Status",
+            Endpoint::OAuthDisconnect => "UserAgentOAuth/Disconnect",
+            Endpoint::OAuthTokenRefresh => "UserAgentOAuth/TokenRefresh",
+            Endpoint::OAuthFinalize => "UserAgentOAuth/Finalize",
         }
     }
 
@@ -99,14 +116,18 @@ impl Endpoint {
             | Endpoint::Detail
             | Endpoint::MessageDetail
             | Endpoint::MessageHistory
-            | Endpoint::MessageSessions => Safety::ReadOnly,
+            | Endpoint::MessageSessions
+            | Endpoint::OAuthStatus => Safety::ReadOnly,
             Endpoint::Update
             | Endpoint::Start
             | Endpoint::Stop
             | Endpoint::CancelSubscription
             | Endpoint::MessageCancel
             | Endpoint::MessageDeleteSession
-            | Endpoint::OAuthConnect => Safety::Idempotent,
+            | Endpoint::OAuthConnect
+            | Endpoint::OAuthDisconnect
+            | Endpoint::OAuthTokenRefresh
+            | Endpoint::OAuthFinalize => Safety::Idempotent,
             Endpoint::Deploy
             | Endpoint::UpgradePlan
             | Endpoint::RenewSubscription

@@ -56,6 +56,25 @@ pub enum WiroError {
     },
     /// `Invalid redirect URL` (OAuth connect with a non-HTTPS URL).
     InvalidRedirectUrl,
+    /// `User agent not found or unauthorized` (OAuth calls with a bad instance guid).
+    UserAgentNotFoundOrUnauthorized,
+    /// `Missing userAgentGuid`
+    MissingUserAgentGuid,
+    /// `Missing redirectUrl`
+    MissingRedirectUrl,
+    /// `<Provider> credentials not configured` (own mode without the app's credentials).
+    CredentialsNotConfigured {
+        /// The provider as Wiro names it, e.g. `Meta Ads`.
+        provider: String,
+    },
+    /// `No pending Facebook connection` (FBSetPage without a recent callback).
+    NoPendingFacebookConnection,
+    /// `Selected pageId not found in pending pages list`
+    PageNotPending,
+    /// `Maximum 5 folders allowed`
+    TooManyFolders,
+    /// `Invalid provider` (TokenRefresh for Mailchimp or an unknown provider).
+    InvalidProvider,
     /// `Subscription is already active` (Renew with nothing to renew or undo).
     SubscriptionAlreadyActive,
     /// `No expired subscription found to renew`
@@ -230,6 +249,22 @@ const FIXED: &[(&str, WiroError)] = &[
         WiroError::BearerExpired,
     ),
     ("Error parsing url.", WiroError::UnknownEndpoint),
+    (
+        "User agent not found or unauthorized",
+        WiroError::UserAgentNotFoundOrUnauthorized,
+    ),
+    ("Missing userAgentGuid", WiroError::MissingUserAgentGuid),
+    ("Missing redirectUrl", WiroError::MissingRedirectUrl),
+    (
+        "No pending Facebook connection",
+        WiroError::NoPendingFacebookConnection,
+    ),
+    (
+        "Selected pageId not found in pending pages list",
+        WiroError::PageNotPending,
+    ),
+    ("Maximum 5 folders allowed", WiroError::TooManyFolders),
+    ("Invalid provider", WiroError::InvalidProvider),
 ];
 
 impl WiroError {
@@ -253,6 +288,11 @@ impl WiroError {
         }
         if let Some(err) = parse_wallet(trimmed) {
             return err;
+        }
+        if let Some(provider) = trimmed.strip_suffix(" credentials not configured") {
+            return WiroError::CredentialsNotConfigured {
+                provider: provider.to_owned(),
+            };
         }
         if let Some(rest) = trimmed.strip_prefix("Requested ip ")
             && let Some(ip) = rest.strip_suffix(" is not allowed.")
@@ -286,6 +326,9 @@ impl WiroError {
                 format_dollars(*available)
             ),
             WiroError::IpNotAllowed { ip } => format!("Requested ip {ip} is not allowed."),
+            WiroError::CredentialsNotConfigured { provider } => {
+                format!("{provider} credentials not configured")
+            }
             WiroError::Other { message, .. } => message.clone(),
             _ => unreachable!("every parameterless variant is in FIXED"),
         }
@@ -383,6 +426,14 @@ mod tests {
                 ip: "10.0.0.1".into()
             }
         );
+        let own = WiroError::parse(None, "Meta Ads credentials not configured");
+        assert_eq!(
+            own,
+            WiroError::CredentialsNotConfigured {
+                provider: "Meta Ads".into()
+            }
+        );
+        assert_eq!(own.message(), "Meta Ads credentials not configured");
     }
 
     #[test]

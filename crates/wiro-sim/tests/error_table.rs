@@ -113,7 +113,7 @@ async fn every_documented_error_is_returned_by_its_situation_and_typed() {
     sim.resume_clock();
     seen.push(refused(
         c.oauth_connect(
-            "IG",
+            wiro_client::models::OAuthProvider::Instagram,
             &OAuthConnectRequest {
                 user_agent_guid: live.guid.clone(),
                 redirect_url: "http://example.com/back".into(),

@@ -10,6 +10,7 @@ pub mod admin_records;
 pub mod agents;
 pub mod billing;
 pub mod catalog;
+pub mod connections;
 pub mod health;
 pub mod messages;
 
@@ -25,6 +26,14 @@ pub fn customer(cfg: &mut ServiceConfig<'_>) {
         .service(agents::update_agent)
         .service(agents::start_agent)
         .service(agents::stop_agent)
+        .service(connections::connect)
+        .service(connections::list_connections)
+        .service(connections::disconnect)
+        .service(connections::choose_page)
+        .service(connections::choose_ad_account)
+        .service(connections::choose_customer_id)
+        .service(connections::list_folders)
+        .service(connections::choose_folders)
         .service(messages::send_message)
         .service(messages::get_message)
         .service(messages::cancel_message)

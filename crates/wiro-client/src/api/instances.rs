@@ -1,7 +1,4 @@
-use crate::models::{
-    DeployRequest, GuidRequest, OAuthConnectRequest, OAuthConnectResponse, UpdateRequest,
-    UserAgent, UserAgentsResponse,
-};
+use crate::models::{DeployRequest, GuidRequest, UpdateRequest, UserAgent, UserAgentsResponse};
 use crate::{Client, Endpoint, Error, Result};
 
 impl Client {
@@ -73,20 +70,6 @@ impl Client {
             )
             .await?;
         Ok(())
-    }
-
-    /// `UserAgentOAuth/{provider}Connect` (e.g. provider `X`, `IG`): the URL to send the
-    /// customer's browser to.
-    ///
-    /// # Errors
-    /// [`crate::WiroError::InvalidRedirectUrl`] for a non-HTTPS redirect.
-    pub async fn oauth_connect(
-        &self,
-        provider: &str,
-        request: &OAuthConnectRequest,
-    ) -> Result<OAuthConnectResponse> {
-        let path = format!("UserAgentOAuth/{provider}Connect");
-        self.call_path(Endpoint::OAuthConnect, &path, request).await
     }
 }
 

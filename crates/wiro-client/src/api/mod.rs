@@ -5,3 +5,4 @@ mod catalog;
 mod instances;
 mod messaging;
 pub(crate) mod my_agents;
+mod oauth;

@@ -77,25 +77,3 @@ impl RenewSubscriptionResponse {
         self.action == "renewed"
     }
 }
-
-/// Body of `UserAgentOAuth/{Provider}Connect`.
-#[derive(Clone, Debug, Serialize)]
-pub struct OAuthConnectRequest {
-    /// Instance guid (camelCase here, unlike messaging).
-    #[serde(rename = "userAgentGuid")]
-    pub user_agent_guid: String,
-    /// Where the provider sends the browser back (HTTPS, or localhost for development).
-    #[serde(rename = "redirectUrl")]
-    pub redirect_url: String,
-    /// `wiro` (default) or `own`.
-    #[serde(rename = "authMethod", skip_serializing_if = "Option::is_none")]
-    pub auth_method: Option<String>,
-}
-
-/// Answer of an OAuth Connect.
-#[derive(Clone, Debug, Deserialize)]
-pub struct OAuthConnectResponse {
-    /// The provider's consent page.
-    #[serde(rename = "authorizeUrl")]
-    pub authorize_url: String,
-}

@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod instance;
 pub mod lenient;
 pub mod messaging;
+pub mod oauth;
 
 pub use billing::*;
 pub use catalog::*;
@@ -14,6 +15,10 @@ pub use configuration::*;
 pub use instance::*;
 pub use lenient::{LenientInt, UnixTime};
 pub use messaging::*;
+pub use oauth::{
+    DriveFolder, FacebookPage, OAuthConnectRequest, OAuthConnectResponse, OAuthProvider,
+    OAuthStatus, TokenRefreshResponse,
+};
 
 /// An answer that carries nothing but `result` and `errors` (Cancel, DeleteSession).
 #[derive(Clone, Debug, serde::Deserialize)]

@@ -142,6 +142,7 @@ async fn accept_loop(listener: TcpListener, sim: Simulator, mut stop: watch::Rec
 async fn handle(sim: Simulator, req: Request<Incoming>) -> HttpResult {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
     let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -156,6 +157,13 @@ async fn handle(sim: Simulator, req: Request<Incoming>) -> HttpResult {
     if let Some(rest) = path.strip_prefix("/admin") {
         return Ok(admin::handle(&sim, &method, rest, &body));
     }
+    if let Some(code) = path
+        .strip_prefix("/oauth/")
+        .and_then(|p| p.strip_suffix("/authorize"))
+        && method == hyper::Method::GET
+    {
+        return Ok(consent(&sim, code, query.as_deref()));
+    }
     match path.strip_prefix("/v1/") {
         Some(endpoint) if method == hyper::Method::POST => {
             v1::handle(&sim, endpoint, &headers, &body).await
@@ -165,6 +173,32 @@ async fn handle(sim: Simulator, req: Request<Incoming>) -> HttpResult {
 }
 
 /// A JSON response.
+/// The provider's consent page, answered at once: approve (or deny with `decision=deny`), then
+/// Wiro's callback sends the browser to the redirect URL.
+fn consent(sim: &Simulator, code: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let state = get("state").unwrap_or_default();
+    let deny = get("decision") == Some("deny");
+    let now = sim.now();
+    let location = crate::world::oauth::authorize(&mut sim.world(), code, state, deny, now);
+    if location.is_empty() {
+        return text_response(StatusCode::BAD_REQUEST, "unknown or used OAuth state");
+    }
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(hyper::header::LOCATION, location)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid redirect")
+}
+
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;

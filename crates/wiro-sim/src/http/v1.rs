@@ -11,8 +11,8 @@ use super::{
 };
 use crate::faults::FaultPlan;
 use crate::simulator::Simulator;
-use crate::world::instances::{self, Caller, str_field, uint_field};
-use crate::world::{SimError, SimResult, World, billing, messages};
+use crate::world::instances::{self, str_field, uint_field};
+use crate::world::{SimError, SimResult, World, billing, messages, oauth};
 
 /// Answers one call to `endpoint` (the path after `/v1/`).
 pub(super) async fn handle(
@@ -104,11 +104,8 @@ fn dispatch(
         _ => {}
     }
     let caller = auth::authenticate(world, headers)?;
-    if let Some(provider) = endpoint
-        .strip_prefix("UserAgentOAuth/")
-        .and_then(|p| p.strip_suffix("Connect"))
-    {
-        return oauth_connect(world, &caller, provider, body);
+    if let Some(call) = endpoint.strip_prefix("UserAgentOAuth/") {
+        return oauth_call(world, &caller, call, headers, body, now);
     }
     match endpoint {
         "UserAgent/Deploy" => instances::deploy(world, &caller, body, now),
@@ -195,26 +192,49 @@ fn agent_detail(world: &World, body: &Value) -> SimResult {
     Ok(json!({"agents": [template.detail_json(full)]}))
 }
 
-/// `UserAgentOAuth/{P}Connect`: validates and returns a consent URL (no provider is contacted).
-fn oauth_connect(world: &World, caller: &Caller, provider: &str, body: &Value) -> SimResult {
-    let guid = str_field(body, "userAgentGuid")
-        .ok_or_else(|| SimError::refuse("Missing userAgentGuid"))?;
-    let redirect =
-        str_field(body, "redirectUrl").ok_or_else(|| SimError::refuse("Missing redirectUrl"))?;
-    world
-        .instances
-        .get(guid)
-        .filter(|inst| caller.can_see(inst))
-        .ok_or_else(|| SimError::refuse("User agent not found or unauthorized"))?;
-    let allowed = url::Url::parse(redirect).is_ok_and(|u| {
-        u.scheme() == "https"
-            || (u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1")))
-    });
-    if !allowed {
-        return Err(SimError::refuse("Invalid redirect URL"));
+/// `UserAgentOAuth/<call>`: `{P}Connect`, `{P}Status`, `{P}Disconnect`, `TokenRefresh` and the
+/// finalize calls.
+fn oauth_call(
+    world: &mut World,
+    caller: &instances::Caller,
+    call: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    now: crate::SimTime,
+) -> SimResult {
+    if call == "TokenRefresh" {
+        return oauth::token_refresh(world, caller, body, now);
     }
-    let state = uuid::Uuid::new_v4();
-    Ok(json!({
-        "authorizeUrl": format!("https://oauth.sim.wiro.local/{provider}/authorize?state={state}"),
-    }))
+    if let Some(result) = oauth::finalize(world, caller, call, body, now) {
+        return result;
+    }
+    let split = ["Connect", "Status", "Disconnect"]
+        .iter()
+        .find_map(|verb| call.strip_suffix(verb).map(|code| (code, *verb)))
+        .and_then(|(code, verb)| oauth::by_code(code).map(|p| (p, verb)));
+    let not_found = || SimError {
+        http: 404,
+        code: 0,
+        message: "Error parsing url.".to_owned(),
+    };
+    let (provider, verb) = split.ok_or_else(not_found)?;
+    match verb {
+        "Connect" => {
+            // The consent page is served by the simulator, at the address the caller used.
+            let host = headers
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            oauth::connect(
+                world,
+                caller,
+                provider,
+                body,
+                &format!("http://{host}"),
+                now,
+            )
+        }
+        "Status" => oauth::status(world, caller, provider, body),
+        _ => oauth::disconnect(world, caller, provider, body, now),
+    }
 }

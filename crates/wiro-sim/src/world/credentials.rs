@@ -5,8 +5,18 @@
 
 use serde_json::{Map, Value};
 
-/// Fields Wiro strips from every response.
-const ALWAYS_HIDDEN: [&str; 4] = ["accessToken", "refreshToken", "clientSecret", "appSecret"];
+/// Fields Wiro strips from every response (tokens and their expiry are server-side, notes §6.2).
+const ALWAYS_HIDDEN: [&str; 6] = [
+    "accessToken",
+    "refreshToken",
+    "clientSecret",
+    "appSecret",
+    "tokenExpiresAt",
+    "refreshTokenExpiresAt",
+];
+/// The simulator's own bookkeeping inside a group (connection facts Status shows): never
+/// rendered, never editable.
+pub const INTERNAL_PREFIX: &str = "_sim_";
 /// Non-editable fields holding platform secrets, also hidden.
 const PLATFORM_SECRETS: [&str; 1] = ["apiKey"];
 
@@ -102,7 +112,13 @@ pub fn missing_required(credentials: &Map<String, Value>) -> Vec<String> {
         {
             continue;
         }
+        // An OAuth group's own-app fields are needed only in own mode ([INFERRED]).
+        let own = group.get("authMethod").and_then(Value::as_str) == Some("own");
+        let app_fields = super::oauth::by_group(name).map_or(&[][..], |p| p.app_fields);
         for (field, editable) in editable_map(group) {
+            if app_fields.contains(&field.as_str()) && !own {
+                continue;
+            }
             if editable && group.get(&field).is_none_or(is_empty) {
                 missing.push(format!("{name}.{field}"));
             }
@@ -135,6 +151,7 @@ pub fn sanitize(credentials: &Map<String, Value>) -> Map<String, Value> {
             let cleaned: Map<String, Value> = group
                 .iter()
                 .filter(|(field, _)| !ALWAYS_HIDDEN.contains(&field.as_str()))
+                .filter(|(field, _)| !field.starts_with(INTERNAL_PREFIX))
                 .filter(|(field, _)| {
                     !PLATFORM_SECRETS.contains(&field.as_str())
                         || editable.get(*field).copied().unwrap_or(false)

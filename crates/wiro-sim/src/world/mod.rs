@@ -6,6 +6,7 @@ pub mod billing;
 pub mod credentials;
 pub mod instances;
 pub mod messages;
+pub mod oauth;
 mod render;
 
 use std::collections::BTreeMap;
@@ -281,6 +282,10 @@ pub struct World {
     pub calls: BTreeMap<String, u64>,
     /// Render fields the docs do not show (for experiments only).
     pub undocumented_fields: bool,
+    /// OAuth Connects waiting for the browser, by state.
+    pub oauth_states: BTreeMap<String, oauth::PendingConnect>,
+    /// Facebook pages to choose from after a callback, by instance guid.
+    pub fb_pending: BTreeMap<String, oauth::PendingPages>,
     next_instance_id: i64,
     next_message_seq: u64,
 }
@@ -298,6 +303,8 @@ impl World {
             delays,
             calls: BTreeMap::new(),
             undocumented_fields: false,
+            oauth_states: BTreeMap::new(),
+            fb_pending: BTreeMap::new(),
             next_instance_id: 100,
             next_message_seq: 0,
         }

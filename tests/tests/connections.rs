@@ -1,0 +1,291 @@
+//! OAuth connections through the API against the simulator: connect, follow the consent page,
+//! the redirect carries the provider's parameters, the agent shows connected; Facebook's page
+//! choice; a denied consent; an expired state; disconnect; redirect URLs outside the allowed
+//! origins refused before anything reaches Wiro.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use testkit::{TestApp, spawn_app_with};
+
+const BACK: &str = "http://localhost:5173/integrations/done";
+
+async fn app(pool: PgPool) -> TestApp {
+    spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 100_000.0),
+        |s| s.connections.allowed_redirect_origins = vec!["http://localhost:*".into()],
+        true,
+    )
+    .await
+}
+
+/// An agent of `template` ordered with `credentials`, once Running.
+async fn agent(app: &TestApp, token: &str, template: &str, credentials: Value) -> String {
+    let order = app
+        .post(
+            "/v1/agents",
+            token,
+            &json!({"template": template, "plan": "starter", "title": "Connected", "credentials": credentials}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::ACCEPTED, "{:?}", order.body);
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    app.wait_for_state(token, &id, "running").await;
+    id
+}
+
+async fn connect(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    provider: &str,
+    body: Value,
+) -> testkit::Answer {
+    app.post(
+        &format!("/v1/agents/{id}/connections/{provider}"),
+        token,
+        &body,
+    )
+    .await
+}
+
+/// Opens the consent page as a browser would and returns the redirect's parameters.
+async fn follow(authorize_url: &str) -> BTreeMap<String, String> {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = browser.get(authorize_url).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FOUND);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(BACK), "{location}");
+    reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn connection(app: &TestApp, token: &str, id: &str, provider: &str) -> Value {
+    let list = app
+        .get(&format!("/v1/agents/{id}/connections"), token)
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    list.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["provider"] == provider)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {provider} in {:?}", list.body))
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_instagram_agent_connects_through_the_consent_page_and_disconnects(pool: PgPool) {
+    let app = app(pool).await;
+    let token = app.customer_token("ig-owner");
+    let id = agent(
+        &app,
+        &token,
+        "instagram-manager",
+        json!({"instagram": {"authMethod": "own", "appId": "app-1", "appSecret": "secret-1"}}),
+    )
+    .await;
+    let before = connection(&app, &token, &id, "instagram").await;
+    assert_eq!(before["connected"], false);
+    assert_eq!(before["required"], true);
+
+    let started = connect(
+        &app,
+        &token,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK}),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    assert_eq!(
+        started.body["auth_method"], "own",
+        "Instagram has no Wiro app"
+    );
+    let params = follow(started.body["authorize_url"].as_str().unwrap()).await;
+    assert_eq!(params["ig_connected"], "true");
+    assert_eq!(params["ig_username"], "sim_ig_user");
+
+    let after = connection(&app, &token, &id, "instagram").await;
+    assert_eq!(after["connected"], true);
+    assert_eq!(after["account"], "sim_ig_user");
+    assert!(after["token_expires_at"].is_string());
+
+    // Another customer cannot see or touch it.
+    let other = app.customer_token("someone-else");
+    let theirs = connect(
+        &app,
+        &other,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK}),
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+
+    let gone = app
+        .delete(&format!("/v1/agents/{id}/connections/instagram"), &token)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        connection(&app, &token, &id, "instagram").await["connected"],
+        false
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn refusals_say_what_was_wrong_and_nothing_unsafe_reaches_wiro(pool: PgPool) {
+    let app = app(pool).await;
+    let token = app.customer_token("careful");
+    // The default test order: Instagram in Wiro mode, no app credentials.
+    let id = agent(
+        &app,
+        &token,
+        "instagram-manager",
+        json!({"instagram": {"authMethod": "wiro"}}),
+    )
+    .await;
+
+    for (url, why) in [
+        ("https://evil.example.com/steal", "allowed_redirect_origins"),
+        ("http://localhost.evil.example.com/x", "https"),
+        ("not a url", "absolute URL"),
+    ] {
+        let refused = connect(&app, &token, &id, "instagram", json!({"redirect_url": url})).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        assert!(
+            refused.body["detail"].as_str().unwrap().contains(why),
+            "{url}: {:?}",
+            refused.body
+        );
+    }
+    let wiro_mode = connect(
+        &app,
+        &token,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK, "auth_method": "wiro"}),
+    )
+    .await;
+    assert_eq!(wiro_mode.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.sim.sim().call_counts().get("UserAgentOAuth/IGConnect"),
+        None,
+        "refused before any call to Wiro"
+    );
+
+    let no_app = connect(
+        &app,
+        &token,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK}),
+    )
+    .await;
+    assert_eq!(no_app.status, StatusCode::CONFLICT);
+    assert_eq!(no_app.code(), "app_credentials_missing");
+
+    let unknown = connect(&app, &token, &id, "myspace", json!({"redirect_url": BACK})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let not_in_template =
+        connect(&app, &token, &id, "twitter", json!({"redirect_url": BACK})).await;
+    assert_eq!(not_in_template.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_denied_consent_and_an_expired_state_leave_the_agent_unconnected(pool: PgPool) {
+    let app = app(pool).await;
+    let token = app.customer_token("hesitant");
+    let id = agent(
+        &app,
+        &token,
+        "instagram-manager",
+        json!({"instagram": {"authMethod": "own", "appId": "a", "appSecret": "s"}}),
+    )
+    .await;
+    let started = connect(
+        &app,
+        &token,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK}),
+    )
+    .await;
+    let url = started.body["authorize_url"].as_str().unwrap();
+    let denied = follow(&format!("{url}&decision=deny")).await;
+    assert_eq!(denied["ig_error"], "authorization_denied");
+
+    let started = connect(
+        &app,
+        &token,
+        &id,
+        "instagram",
+        json!({"redirect_url": BACK}),
+    )
+    .await;
+    app.sim.sim().advance_ms(15 * 60 * 1000 + 1);
+    let expired = follow(started.body["authorize_url"].as_str().unwrap()).await;
+    assert_eq!(expired["ig_error"], "session_expired");
+    assert_eq!(
+        connection(&app, &token, &id, "instagram").await["connected"],
+        false
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_facebook_connection_is_complete_once_a_page_is_chosen(pool: PgPool) {
+    let app = app(pool).await;
+    let token = app.customer_token("publisher");
+    let id = agent(
+        &app,
+        &token,
+        "social-publisher",
+        json!({"twitter": {"authMethod": "wiro"},
+               "facebook": {"authMethod": "own", "appId": "fb-app", "appSecret": "fb-secret"}}),
+    )
+    .await;
+    let started = connect(&app, &token, &id, "facebook", json!({"redirect_url": BACK})).await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    let params = follow(started.body["authorize_url"].as_str().unwrap()).await;
+    let pages: Vec<Value> = serde_json::from_str(&params["fb_pages"]).unwrap();
+    assert_eq!(
+        connection(&app, &token, &id, "facebook").await["connected"],
+        false
+    );
+
+    let wrong = app
+        .post(
+            &format!("/v1/agents/{id}/connections/facebook/page"),
+            &token,
+            &json!({"page_id": "not-offered"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let chosen = app
+        .post(
+            &format!("/v1/agents/{id}/connections/facebook/page"),
+            &token,
+            &json!({"page_id": pages[1]["id"]}),
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{:?}", chosen.body);
+    let facebook = connection(&app, &token, &id, "facebook").await;
+    assert_eq!(facebook["connected"], true);
+    assert_eq!(facebook["account"], pages[1]["name"]);
+    // X uses Wiro's app by default.
+    let x = connect(&app, &token, &id, "twitter", json!({"redirect_url": BACK})).await;
+    assert_eq!(x.body["auth_method"], "wiro");
+    assert_eq!(
+        follow(x.body["authorize_url"].as_str().unwrap()).await["x_connected"],
+        "true"
+    );
+}
