@@ -1,6 +1,7 @@
-//! OAuth connections through the API against the simulator: connect, follow the consent page,
-//! the redirect carries the provider's parameters, the agent shows connected; Facebook's page
-//! choice; a denied consent; an expired state; disconnect; redirect URLs outside the allowed
+//! OAuth connections through the API against the simulator: an agent whose template needs an
+//! account waits in `awaiting_connection`; connect, follow the consent page, the redirect
+//! carries the provider's parameters, the agent runs; Facebook's page choice; a denied consent;
+//! an expired state; disconnect puts it back to waiting; redirect URLs outside the allowed
 //! origins refused before anything reaches Wiro.
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ async fn app(pool: PgPool) -> TestApp {
     .await
 }
 
-/// An agent of `template` ordered with `credentials`, once Running.
+/// An agent of `template` ordered with `credentials`, once it waits for its accounts.
 async fn agent(app: &TestApp, token: &str, template: &str, credentials: Value) -> String {
     let order = app
         .post(
@@ -33,7 +34,7 @@ async fn agent(app: &TestApp, token: &str, template: &str, credentials: Value) -
         .await;
     assert_eq!(order.status, StatusCode::ACCEPTED, "{:?}", order.body);
     let id = order.body["id"].as_str().unwrap().to_owned();
-    app.wait_for_state(token, &id, "running").await;
+    app.wait_for_state(token, &id, "awaiting_connection").await;
     id
 }
 
@@ -94,6 +95,16 @@ async fn an_instagram_agent_connects_through_the_consent_page_and_disconnects(po
         json!({"instagram": {"authMethod": "own", "appId": "app-1", "appSecret": "secret-1"}}),
     )
     .await;
+    let waiting = app.get(&format!("/v1/agents/{id}"), &token).await;
+    assert_eq!(waiting.body["missing_connections"], json!(["instagram"]));
+    let start = app
+        .post(&format!("/v1/agents/{id}/start"), &token, &json!({}))
+        .await;
+    assert_eq!(
+        start.status,
+        StatusCode::CONFLICT,
+        "cannot start without the account"
+    );
     let before = connection(&app, &token, &id, "instagram").await;
     assert_eq!(before["connected"], false);
     assert_eq!(before["required"], true);
@@ -115,6 +126,9 @@ async fn an_instagram_agent_connects_through_the_consent_page_and_disconnects(po
     assert_eq!(params["ig_connected"], "true");
     assert_eq!(params["ig_username"], "sim_ig_user");
 
+    // The job polls Wiro's Status after the Connect and starts the agent by itself.
+    let running = app.wait_for_state(&token, &id, "running").await;
+    assert_eq!(running["missing_connections"], json!([]));
     let after = connection(&app, &token, &id, "instagram").await;
     assert_eq!(after["connected"], true);
     assert_eq!(after["account"], "sim_ig_user");

@@ -29,8 +29,8 @@ pub struct AgentView {
     pub plan: Plan,
     /// Display title.
     pub title: String,
-    /// Our state: pending, deploying, configuring, awaiting_credentials, starting, running,
-    /// stopping, stopped or failed.
+    /// Our state: pending, deploying, configuring, awaiting_credentials, awaiting_connection,
+    /// starting, running, stopping, stopped or failed.
     #[schema(value_type = String, example = "running")]
     pub state: InstanceState,
     /// What the agent should be: running or stopped.
@@ -45,6 +45,8 @@ pub struct AgentView {
     pub setup_required: bool,
     /// Credential fields still missing, as `group.field`.
     pub missing_credentials: Vec<String>,
+    /// Accounts still to connect (`POST /v1/agents/{id}/connections/{provider}`), by provider.
+    pub missing_connections: Vec<String>,
     /// The subscription as last observed.
     pub subscription: Option<SubscriptionView>,
     /// Credits as last observed.
@@ -111,6 +113,7 @@ impl AgentView {
             wiro_status: instance.wiro_status,
             setup_required: instance.setup_required,
             missing_credentials: instance.missing_credentials,
+            missing_connections: instance.missing_connections,
             subscription,
             credits: CreditsView {
                 monthly: instance.monthly_credits,

@@ -129,6 +129,12 @@ pub async fn set_desired_state(
             instance.missing_credentials.join(", ")
         )));
     }
+    if desired == DesiredState::Running && instance.state == InstanceState::AwaitingConnection {
+        return Err(Error::Conflict(format!(
+            "the agent needs its accounts connected before it can start: {}",
+            instance.missing_connections.join(", ")
+        )));
+    }
     let mut change = Change {
         desired_state: Some(desired),
         ..Change::default()
@@ -146,6 +152,14 @@ pub async fn set_desired_state(
             | InstanceState::Stopping
     );
     if settled {
+        // A stopped agent whose account was disconnected waits for it again instead of
+        // starting without it.
+        let target = if desired == DesiredState::Running && !instance.missing_connections.is_empty()
+        {
+            InstanceState::AwaitingConnection
+        } else {
+            target
+        };
         change.state = Some(target);
     }
     let action = match desired {
@@ -209,4 +223,62 @@ pub async fn retry_failed(
         },
     )
     .await
+}
+
+/// After a customer started an OAuth connection: an agent waiting for it has its job poll
+/// Wiro's Status until `poll_until` (the browser goes back to the customer's app, not to us).
+///
+/// # Errors
+/// Database errors.
+pub async fn connection_started(
+    pool: &sqlx::PgPool,
+    id: InstanceId,
+    poll_until: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, None).await?;
+    if instance.state != InstanceState::AwaitingConnection {
+        return Ok(()); // nothing waits for it (Wiro restarts a running agent by itself)
+    }
+    let change = Change {
+        connection_poll_until: Some(Some(poll_until)),
+        ..Change::default()
+    };
+    instances::update(&mut *tx, id, instance.version, change)
+        .await?
+        .ok_or_else(|| Error::Conflict("the agent changed meanwhile; try again".into()))?;
+    jobs::enqueue_provision(&mut tx, &[id]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// After a customer disconnected a required account: a running (or starting) agent goes back
+/// to waiting for it; a stopped one remembers it, so starting it waits too.
+///
+/// # Errors
+/// Database errors.
+pub async fn connection_lost(pool: &sqlx::PgPool, id: InstanceId, group: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, None).await?;
+    let mut missing = instance.missing_connections.clone();
+    if !missing.iter().any(|g| g == group) {
+        missing.push(group.to_owned());
+        missing.sort();
+    }
+    let mut change = Change {
+        missing_connections: Some(missing),
+        ..Change::default()
+    };
+    if matches!(
+        instance.state,
+        InstanceState::Running | InstanceState::Starting
+    ) {
+        change.state = Some(InstanceState::AwaitingConnection);
+        change.connection_poll_until = Some(None);
+    }
+    instances::update(&mut *tx, id, instance.version, change)
+        .await?
+        .ok_or_else(|| Error::Conflict("the agent changed meanwhile; try again".into()))?;
+    tx.commit().await?;
+    Ok(())
 }

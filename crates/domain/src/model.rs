@@ -88,6 +88,9 @@ text_enum!(
         Configuring => "configuring",
         /// Wiro needs credentials the customer has not given yet.
         AwaitingCredentials => "awaiting_credentials",
+        /// Credentials are complete, but a required account (Instagram, X...) is not connected
+        /// yet through OAuth.
+        AwaitingConnection => "awaiting_connection",
         /// Start was called; waiting for Running.
         Starting => "starting",
         /// Running on Wiro.

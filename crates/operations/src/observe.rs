@@ -42,9 +42,13 @@ pub fn setup_required(agent: &UserAgent) -> bool {
     agent.setuprequired.unwrap_or(false) || agent.status == AgentStatus::SetupRequired
 }
 
+/// Fields Wiro strips from every response (notes §6.1, merge rule 8).
+const STRIPPED_BY_WIRO: [&str; 4] = ["accessToken", "refreshToken", "clientSecret", "appSecret"];
+
 /// Editable fields still empty in non-optional credential groups, as `group.field`. An OAuth
 /// group's own-app fields (`appId`, `clientSecret`...) count only in own mode: with Wiro's app
-/// they stay empty for good.
+/// they stay empty for good. Secrets Wiro strips from every answer cannot be seen, so they are
+/// never reported missing (Wiro's `setuprequired` still says whether something is).
 pub fn missing_credentials(agent: &UserAgent) -> Vec<String> {
     let Some(config) = &agent.configuration else {
         return Vec::new();
@@ -60,6 +64,7 @@ pub fn missing_credentials(agent: &UserAgent) -> Vec<String> {
                 .missing_editable_fields()
                 .into_iter()
                 .filter(move |field| own || !app_fields.contains(&field.as_str()))
+                .filter(|field| !STRIPPED_BY_WIRO.contains(&field.as_str()))
                 .map(move |field| format!("{name}.{field}"))
         })
         .collect();
@@ -263,9 +268,40 @@ async fn book_subscription(
 
 /// Lays `top` over `base`: every field `top` sets wins.
 fn overlay(base: &mut Change, top: Change) {
+    // Destructured without `..`: a field added to `Change` fails to compile until it is listed
+    // here, instead of being dropped silently.
+    let Change {
+        state,
+        desired_state,
+        wiro_guid,
+        wiro_status,
+        setup_required,
+        missing_credentials,
+        missing_connections,
+        connection_poll_until,
+        pending_config,
+        title,
+        plan,
+        subscription_plan,
+        subscription_status,
+        subscription_period_end,
+        cancel_at_period_end,
+        cancel_source,
+        cancels_at,
+        subscription_amount_cents,
+        monthly_credits,
+        extra_credits,
+        last_error,
+        failed_step,
+        step_failures,
+        error_restarts,
+        last_error_restart_at,
+        topup_armed,
+        requeues,
+    } = top;
     macro_rules! take {
         ($($field:ident),+ $(,)?) => {
-            $(if top.$field.is_some() { base.$field = top.$field; })+
+            $(if $field.is_some() { base.$field = $field; })+
         };
     }
     take!(
@@ -275,6 +311,8 @@ fn overlay(base: &mut Change, top: Change) {
         wiro_status,
         setup_required,
         missing_credentials,
+        missing_connections,
+        connection_poll_until,
         pending_config,
         title,
         plan,

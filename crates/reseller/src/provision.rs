@@ -215,7 +215,13 @@ pub async fn run(args: ProvisionArgs, settings: &domain::Settings) -> anyhow::Re
 }
 
 /// States an order does not leave by itself.
-const SETTLED: [&str; 4] = ["running", "stopped", "awaiting_credentials", "failed"];
+const SETTLED: [&str; 5] = [
+    "running",
+    "stopped",
+    "awaiting_credentials",
+    "awaiting_connection",
+    "failed",
+];
 
 async fn wait(
     http: &reqwest::Client,

@@ -146,7 +146,10 @@ fn banner(
     println!("Try:");
     println!("  curl -s {base}/v1/catalog -H \"Authorization: Bearer $CUSTOMER_TOKEN\"");
     println!(
-        "  curl -s -X POST {base}/v1/agents -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'content-type: application/json' \\\n       -d '{{\"template\":\"instagram-manager\",\"plan\":\"starter\",\"title\":\"My bot\",\"credentials\":{{\"instagram\":{{\"authMethod\":\"wiro\"}}}}}}'"
+        "  curl -s -X POST {base}/v1/agents -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'content-type: application/json' \\\n       -d '{{\"template\":\"email-assistant\",\"plan\":\"starter\",\"title\":\"My bot\"}}'"
+    );
+    println!(
+        "  (an instagram-manager agent waits in awaiting_connection until POST {base}/v1/agents/{{id}}/connections/instagram\n   with {{\"redirect_url\":\"http://localhost:3000/\"}} and a visit to the authorize_url it answers)"
     );
     println!();
     println!("Press Ctrl-C to stop.");

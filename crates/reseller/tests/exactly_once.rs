@@ -72,20 +72,16 @@ async fn place(s: &Setup) -> domain::ids::InstanceId {
     let customer = domain::db::customers::upsert(&s.pool, "crash-customer", None)
         .await
         .unwrap();
+    // A template that needs no credentials and no account connection: it runs by itself.
     let template = ResolvedTemplate {
-        guid: "a1b2c3d4-e5f6-7890-abcd-ef1234567890".into(),
-        slug: "instagram-manager".into(),
-        price_cents: 900,
+        guid: "b2c3d4e5-f6a7-8901-bcde-f23456789012".into(),
+        slug: "email-assistant".into(),
+        price_cents: 500,
     };
-    let mut config = PendingConfig::default();
-    config.credentials.0.insert(
-        "instagram".into(),
-        [("authMethod".to_owned(), serde_json::json!("wiro"))].into(),
-    );
     let order = Order {
         plan: Plan::Starter,
         title: "Crash test bot".into(),
-        config,
+        config: PendingConfig::default(),
     };
     let sealer = Sealer::from_base64(&s.credentials_key).unwrap();
     orders::place_order(

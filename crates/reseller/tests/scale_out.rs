@@ -100,8 +100,8 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
     for n in 0..4 {
         let port = api_ports[n % 2];
         let items: Vec<Value> = (0..50)
-            .map(|i| json!({"customer": format!("scale-{n}-{i}"), "template": "instagram-manager", "plan": "starter",
-                            "title": format!("Scale {n}/{i}"), "credentials": {"instagram": {"authMethod": "wiro"}}}))
+            .map(|i| json!({"customer": format!("scale-{n}-{i}"), "template": "email-assistant", "plan": "starter",
+                            "title": format!("Scale {n}/{i}")}))
             .collect();
         let response = http
             .post(format!(

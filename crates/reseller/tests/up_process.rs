@@ -46,7 +46,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
         .bearer_auth(&customer)
         .json(
             &json!({"template": "instagram-manager", "plan": "starter", "title": "Up bot",
-                      "credentials": {"instagram": {"authMethod": "wiro"}}}),
+                      "credentials": testkit::instagram_credentials()}),
         )
         .send()
         .await
@@ -56,6 +56,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
         .unwrap();
     let id = order["id"].as_str().expect("an order id").to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut connected = false;
     loop {
         let agent: Value = http
             .get(format!("{base}/v1/agents/{id}"))
@@ -68,6 +69,23 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
             .unwrap();
         if agent["state"] == "running" {
             break;
+        }
+        if agent["state"] == "awaiting_connection" && !connected {
+            // The demo allows redirects to localhost: connect Instagram as the customer would.
+            let started: Value = http
+                .post(format!("{base}/v1/agents/{id}/connections/instagram"))
+                .bearer_auth(&customer)
+                .json(&json!({"redirect_url": testkit::CONSENT_REDIRECT}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let back =
+                testkit::consent(started["authorize_url"].as_str().expect("authorize_url")).await;
+            assert_eq!(back["ig_connected"], "true");
+            connected = true;
         }
         assert!(tokio::time::Instant::now() < deadline, "never ran: {agent}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -133,7 +151,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
     let csv = dir.join("customers.csv");
     let mut text = String::from("customer,template,plan,title,credentials\n");
     for i in 0..5 {
-        text.push_str(&format!("csv-{i},instagram-manager,starter,CSV {i},\"{{\"\"instagram\"\":{{\"\"authMethod\"\":\"\"wiro\"\"}}}}\"\n"));
+        text.push_str(&format!("csv-{i},email-assistant,starter,CSV {i},\n"));
     }
     std::fs::write(&csv, text).unwrap();
     for run in ["submitted", "already submitted"] {

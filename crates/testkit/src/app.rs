@@ -66,6 +66,11 @@ impl Answer {
     }
 }
 
+/// The seed template's credentials: Instagram connects with the customer's own app only.
+pub fn instagram_credentials() -> Value {
+    serde_json::json!({"instagram": {"authMethod": "own", "appId": "sim-app", "appSecret": "sim-app-secret"}})
+}
+
 /// The app with the worker running.
 pub async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(
@@ -208,14 +213,15 @@ impl TestApp {
             .await
     }
 
-    /// Orders the seed template with its credential; returns the agent JSON (202 asserted).
+    /// Orders the seed template with its credentials (the customer's own Instagram app);
+    /// returns the agent JSON (202 asserted).
     pub async fn order_instagram(&self, token: &str) -> Value {
         let answer = self
             .post(
                 "/v1/agents",
                 token,
                 &serde_json::json!({"template": "instagram-manager", "plan": "starter", "title": "Shop bot",
-                                    "credentials": {"instagram": {"authMethod": "wiro"}}}),
+                                    "credentials": instagram_credentials()}),
             )
             .await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
@@ -223,12 +229,27 @@ impl TestApp {
     }
 
     /// Polls `GET /v1/agents/{id}` until `state` (fails after 30 s with the last answer).
+    /// Waiting for `running`, an agent that asks for an account connection gets it: the test
+    /// plays the customer connecting through the consent page (once per provider).
     pub async fn wait_for_state(&self, token: &str, id: &str, state: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut connected = std::collections::BTreeSet::new();
         loop {
             let answer = self.get(&format!("/v1/agents/{id}"), token).await;
             if answer.body["state"] == state {
                 return answer.body;
+            }
+            if state == "running" && answer.body["state"] == "awaiting_connection" {
+                for provider in answer.body["missing_connections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let provider = provider.as_str().unwrap_or_default().to_owned();
+                    if connected.insert(provider.clone()) {
+                        self.connect(token, id, &provider).await;
+                    }
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -237,6 +258,30 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Connects `provider` for the agent as its customer would: Connect, then the consent page
+    /// (approving). Returns the redirect's query parameters.
+    pub async fn connect(
+        &self,
+        token: &str,
+        id: &str,
+        provider: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let started = self
+            .post(
+                &format!("/v1/agents/{id}/connections/{provider}"),
+                token,
+                &serde_json::json!({"redirect_url": crate::CONSENT_REDIRECT}),
+            )
+            .await;
+        assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+        crate::consent(
+            started.body["authorize_url"]
+                .as_str()
+                .expect("authorize_url"),
+        )
+        .await
     }
 
     /// POST with a JSON body and an `Idempotency-Key`.
@@ -279,7 +324,7 @@ impl TestApp {
     /// the agent id.
     pub async fn running_agent(&self, token: &str, template: &str, plan: &str) -> String {
         let credentials = if template == "instagram-manager" {
-            serde_json::json!({"instagram": {"authMethod": "wiro"}})
+            instagram_credentials()
         } else {
             serde_json::json!({})
         };

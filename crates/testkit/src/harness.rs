@@ -91,14 +91,79 @@ pub async fn order(h: &Harness, external: &str, slug: &str, config: PendingConfi
     .unwrap()
 }
 
-/// Credentials for the seed template.
+/// Credentials for the seed template: Instagram connects with the customer's own app only.
 pub fn instagram() -> PendingConfig {
     let mut config = PendingConfig::default();
     config.credentials.0.insert(
         "instagram".into(),
-        [("authMethod".to_owned(), serde_json::json!("wiro"))].into(),
+        [
+            ("authMethod".to_owned(), serde_json::json!("own")),
+            ("appId".to_owned(), serde_json::json!("sim-app")),
+            ("appSecret".to_owned(), serde_json::json!("sim-app-secret")),
+        ]
+        .into(),
     );
     config
+}
+
+/// Where the simulated consent page sends the browser in tests.
+pub const CONSENT_REDIRECT: &str = "http://localhost:5173/integrations/done";
+
+/// Plays the customer's browser on the consent page `authorize_url` (approving) and returns
+/// the redirect's query parameters.
+pub async fn consent(authorize_url: &str) -> std::collections::BTreeMap<String, String> {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let answer = browser
+        .get(authorize_url)
+        .send()
+        .await
+        .expect("consent page");
+    assert_eq!(
+        answer.status(),
+        reqwest::StatusCode::FOUND,
+        "{authorize_url}"
+    );
+    let location = answer.headers()["location"].to_str().expect("location");
+    reqwest::Url::parse(location)
+        .expect("redirect URL")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Connects every account the instance waits for, as a customer would: Connect (own app),
+/// consent, and the job polls Wiro until it sees the connection.
+pub async fn connect_all(ctx: &Services, instance: &Instance) {
+    let guid = instance.wiro_guid.as_deref().expect("deployed");
+    for group in &instance.missing_connections {
+        let provider = wiro_client::models::OAuthProvider::from_group(group).expect("provider");
+        let started = ctx
+            .wiro
+            .oauth_connect(
+                provider,
+                &wiro_client::models::OAuthConnectRequest {
+                    user_agent_guid: guid.to_owned(),
+                    redirect_url: CONSENT_REDIRECT.to_owned(),
+                    auth_method: Some("own".into()),
+                },
+            )
+            .await
+            .expect("connect");
+        let back = consent(&started.authorize_url).await;
+        assert_eq!(
+            back.get(&format!("{}_connected", provider.redirect_prefix()))
+                .map(String::as_str),
+            Some("true"),
+            "{back:?}"
+        );
+    }
+    let poll_until = chrono::Utc::now() + chrono::Duration::minutes(15);
+    domain::agents::connection_started(&ctx.pool, instance.id, poll_until)
+        .await
+        .expect("poll");
 }
 
 /// Runs the real apalis worker until the returned sender is dropped or fired.
@@ -269,6 +334,16 @@ pub async fn running_order(
     )
     .await
     .unwrap();
+    let settled = wait_for(
+        &h.pool,
+        instance.id,
+        &[InstanceState::Running, InstanceState::AwaitingConnection],
+        Duration::from_secs(30),
+    )
+    .await;
+    if settled.state == InstanceState::AwaitingConnection {
+        connect_all(&h.ctx, &settled).await;
+    }
     wait_for(
         &h.pool,
         instance.id,

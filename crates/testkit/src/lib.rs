@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use wiro_sim::SimServer;
 
-pub use app::{Answer, TestApp, spawn_app, spawn_app_with};
+pub use app::{Answer, TestApp, instagram_credentials, spawn_app, spawn_app_with};
 pub use harness::*;
 
 /// The simulator account every harness uses.
@@ -49,6 +49,8 @@ pub fn settings_for(sim: &SimServer) -> Settings {
     // Tests make requests fast; the tests of the buckets set their own rates.
     s.limits.mutations_per_minute = 0;
     s.limits.messages_per_minute = 0;
+    // The simulated consent page sends the browser to the customer's app on localhost.
+    s.connections.allowed_redirect_origins = vec!["http://localhost:*".into()];
     worker::runner::fast_timings(&mut s);
     s.validate().expect("test settings are valid");
     s

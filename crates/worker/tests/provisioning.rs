@@ -12,6 +12,9 @@ use testkit::*;
 use wiro_sim::{FaultMode, FaultSpec, SimConfig};
 
 const SETTLE: Duration = Duration::from_secs(30);
+/// A template that needs no credentials and no account connection: its orders run by
+/// themselves, which is what these tests of the pipeline need.
+const RUNS_BY_ITSELF: &str = "email-assistant";
 
 fn fault(endpoint: &str, mode: FaultMode) -> FaultSpec {
     FaultSpec {
@@ -29,7 +32,23 @@ async fn a_single_order_reaches_running_with_the_map_row_filled(pool: PgPool) {
     let h = harness(pool).await;
     let (_stop, _worker) = spawn_worker(&h.ctx);
     let instance = order(&h, "cust-1", "instagram-manager", instagram()).await;
+    // Instagram needs the customer's account: the agent waits until it is connected.
+    let waiting = wait_for(
+        &h.pool,
+        instance.id,
+        &[InstanceState::AwaitingConnection],
+        SETTLE,
+    )
+    .await;
+    assert_eq!(waiting.missing_connections, ["instagram"]);
+    assert_eq!(
+        h.sim.sim().instances()[0].status,
+        0,
+        "deployed and configured, not started"
+    );
+    connect_all(&h.ctx, &waiting).await;
     let done = wait_for(&h.pool, instance.id, &[InstanceState::Running], SETTLE).await;
+    assert!(done.missing_connections.is_empty());
 
     let upstream = h.sim.sim().instances();
     assert_eq!(upstream.len(), 1);
@@ -115,11 +134,11 @@ async fn an_order_missing_credentials_waits_then_completes_when_they_arrive(pool
 async fn a_permanent_refusal_fails_the_order_with_wiros_reason_and_ops_can_retry(pool: PgPool) {
     let h = harness_with(pool, SimConfig::with_account(WIRO_KEY, 1.0)).await;
     let (_stop, _worker) = spawn_worker(&h.ctx);
-    let instance = order(&h, "cust-3", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-3", RUNS_BY_ITSELF, PendingConfig::default()).await;
     let failed = wait_for(&h.pool, instance.id, &[InstanceState::Failed], SETTLE).await;
     assert_eq!(
         failed.last_error.as_deref(),
-        Some("Insufficient wallet balance. Required: $9, Available: $1")
+        Some("Insufficient wallet balance. Required: $5, Available: $1")
     );
     assert_eq!(failed.failed_step.as_deref(), Some("deploy"));
     assert!(h.sim.sim().ledger().is_empty());
@@ -186,7 +205,7 @@ async fn a_deploy_applied_but_dropped_is_adopted_not_repeated(pool: PgPool) {
             ..fault("UserAgent/Deploy", FaultMode::DropResponse)
         })
         .unwrap();
-    let instance = order(&h, "cust-5", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-5", RUNS_BY_ITSELF, PendingConfig::default()).await;
     drive(&h.ctx, instance.id).await;
 
     let done = instances::get(&h.pool, instance.id).await.unwrap().unwrap();
@@ -211,9 +230,14 @@ async fn bursts_of_5xx_and_429_delay_orders_but_never_duplicate_them(pool: PgPoo
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(
-            order(&h, &format!("burst-{i}"), "instagram-manager", instagram())
-                .await
-                .id,
+            order(
+                &h,
+                &format!("burst-{i}"),
+                RUNS_BY_ITSELF,
+                PendingConfig::default(),
+            )
+            .await
+            .id,
         );
     }
     // The orders are in; now every call may fail, and the first Deploys are rate limited.
@@ -257,7 +281,7 @@ async fn two_workers_racing_one_order_deploy_it_once(pool: PgPool) {
             ..fault("UserAgent/Deploy", FaultMode::StallResponse)
         })
         .unwrap();
-    let instance = order(&h, "cust-6", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-6", RUNS_BY_ITSELF, PendingConfig::default()).await;
     let other = services(&h.pool, (*h.ctx.settings).clone(), "second-worker");
     let (a, b) = tokio::join!(drive(&h.ctx, instance.id), drive(&other, instance.id));
     let ((), ()) = (a, b);
@@ -281,7 +305,7 @@ async fn an_intent_left_by_a_crashed_worker_is_resolved_upstream_before_any_new_
     pool: PgPool,
 ) {
     let h = harness(pool).await;
-    let instance = order(&h, "cust-7", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-7", RUNS_BY_ITSELF, PendingConfig::default()).await;
     // A worker committed its intent and died before sending: the lease runs out, the search
     // finds nothing, and only then is Deploy sent.
     let ghost = operations::begin(
@@ -322,7 +346,7 @@ async fn an_intent_left_by_a_crashed_worker_is_resolved_upstream_before_any_new_
 async fn stop_and_start_move_the_agent_and_are_recorded(pool: PgPool) {
     let h = harness(pool).await;
     let (_stop, _worker) = spawn_worker(&h.ctx);
-    let instance = order(&h, "cust-8", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-8", RUNS_BY_ITSELF, PendingConfig::default()).await;
     let running = wait_for(&h.pool, instance.id, &[InstanceState::Running], SETTLE).await;
     let actor = Actor {
         name: "customer:cust-8",
@@ -377,14 +401,14 @@ async fn bulk_orders_with_five_percent_faults_end_with_one_instance_each(pool: P
     settings.worker.provision_concurrency = 16;
     let ctx = services(&h.pool, settings, "bulk-worker");
     let items: Vec<domain::orders::BatchOrder> = {
-        let template = template(&h, "instagram-manager", domain::model::Plan::Starter).await;
+        let template = template(&h, RUNS_BY_ITSELF, domain::model::Plan::Starter).await;
         (0..500)
             .map(|i| domain::orders::BatchOrder {
                 customer: format!("bulk-{i}"),
                 order: domain::orders::Order {
                     plan: domain::model::Plan::Starter,
                     title: format!("Bulk {i}"),
-                    config: instagram(),
+                    config: PendingConfig::default(),
                 },
                 template: template.clone(),
             })
@@ -453,7 +477,7 @@ async fn bulk_orders_with_five_percent_faults_end_with_one_instance_each(pool: P
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn an_order_of_a_customer_suspended_meanwhile_is_deployed_but_never_started(pool: PgPool) {
     let h = harness(pool).await;
-    let instance = order(&h, "cust-late", "instagram-manager", instagram()).await;
+    let instance = order(&h, "cust-late", RUNS_BY_ITSELF, PendingConfig::default()).await;
     domain::db::customers::set_status(
         &h.pool,
         instance.customer_id,

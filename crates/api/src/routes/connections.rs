@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use domain::connections::{self, AuthMethod, RedirectOrigins};
 use domain::db::audit::{self, NewAudit};
 use domain::db::instances::Instance;
+use domain::ids::InstanceId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -131,22 +132,33 @@ async fn oauth_groups(
         .unwrap_or_default())
 }
 
-/// The agent (the customer's own, deployed) and the provider, which its template must use.
+/// The agent (the customer's own, deployed) and the provider, which its template must use
+/// (and whether it is required).
 async fn target(
     state: &AppState,
     auth: &CustomerAuth,
     id: Uuid,
     provider: &str,
 ) -> ApiResult<(Instance, String, OAuthProvider)> {
+    let (instance, guid, provider, _) = target_required(state, auth, id, provider).await?;
+    Ok((instance, guid, provider))
+}
+
+async fn target_required(
+    state: &AppState,
+    auth: &CustomerAuth,
+    id: Uuid,
+    provider: &str,
+) -> ApiResult<(Instance, String, OAuthProvider, bool)> {
     let instance = load(state, auth, id).await?;
     let provider = connections::provider(provider)?;
-    if !oauth_groups(state, &instance)
+    let Some(required) = oauth_groups(state, &instance)
         .await?
-        .iter()
-        .any(|(p, _)| *p == provider)
-    {
+        .into_iter()
+        .find_map(|(p, required)| (p == provider).then_some(required))
+    else {
         return Err(ApiError::not_found("connection provider"));
-    }
+    };
     let guid = instance.wiro_guid.clone().ok_or_else(|| {
         ApiError::conflict(
             "agent_not_deployed",
@@ -156,7 +168,7 @@ async fn target(
             ),
         )
     })?;
-    Ok((instance, guid, provider))
+    Ok((instance, guid, provider, required))
 }
 
 /// Wiro's refusals of OAuth calls, in our words.
@@ -253,6 +265,9 @@ pub async fn connect(
         )
         .await
         .map_err(|e| refused(provider, &e))?;
+    // Wiro's consent state lives 15 minutes: poll for the connection that long.
+    let poll_until = chrono::Utc::now() + chrono::Duration::minutes(15);
+    domain::agents::connection_started(&state.pool, InstanceId(id), poll_until).await?;
     record(
         &state,
         &auth,
@@ -324,12 +339,15 @@ pub async fn disconnect(
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult<HttpResponse> {
     let (id, provider) = path.into_inner();
-    let (_, guid, provider) = target(&state, &auth, id, &provider).await?;
+    let (_, guid, provider, required) = target_required(&state, &auth, id, &provider).await?;
     state
         .wiro()
         .oauth_disconnect(provider, &guid)
         .await
         .map_err(|e| refused(provider, &e))?;
+    if required {
+        domain::agents::connection_lost(&state.pool, InstanceId(id), provider.group()).await?;
+    }
     record(
         &state,
         &auth,

@@ -41,6 +41,10 @@ pub struct Instance {
     pub setup_required: bool,
     /// Which credential fields are missing (`group.field`).
     pub missing_credentials: Vec<String>,
+    /// Which required OAuth connections are missing (credential groups).
+    pub missing_connections: Vec<String>,
+    /// Until then the provisioning job polls Wiro for the connection a Connect started.
+    pub connection_poll_until: Option<DateTime<Utc>>,
     /// Sealed credentials still to send.
     #[serde(skip)]
     pub pending_config: Option<Vec<u8>>,
@@ -129,7 +133,7 @@ pub fn parse_description(description: &str) -> Option<(InstanceId, OperationId)>
 
 const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
     wiro_guid, state, desired_state, wiro_status, setup_required, missing_credentials, \
-    pending_config, subscription_plan, subscription_status, subscription_period_end, \
+    missing_connections, connection_poll_until, pending_config, subscription_plan, subscription_status, subscription_period_end, \
     cancel_at_period_end, cancel_source, cancels_at, subscription_amount_cents, monthly_credits, \
     extra_credits, last_error, failed_step, step_failures, error_restarts, last_error_restart_at, \
     topup_armed, requeues, state_changed_at, created_at, updated_at, version";
@@ -280,6 +284,10 @@ pub struct Change {
     pub setup_required: Option<bool>,
     /// Missing fields.
     pub missing_credentials: Option<Vec<String>>,
+    /// Missing connections.
+    pub missing_connections: Option<Vec<String>>,
+    /// Poll for a connection until then.
+    pub connection_poll_until: Option<Option<DateTime<Utc>>>,
     /// Sealed pending config.
     pub pending_config: Option<Option<Vec<u8>>>,
     /// Title.
@@ -377,6 +385,8 @@ pub async fn update(
     set!("wiro_status", change.wiro_status);
     set!("setup_required", change.setup_required);
     set!("missing_credentials", change.missing_credentials);
+    set!("missing_connections", change.missing_connections);
+    set!("connection_poll_until", change.connection_poll_until);
     set!("pending_config", change.pending_config);
     set!("title", change.title);
     set!("plan", change.plan.map(Plan::as_str));

@@ -1,13 +1,15 @@
 //! After Deploy: send the credentials and custom skills the order (or the customer, later)
 //! gave, with Update. Wiro moves 6 → 0 once the required editable credentials are complete;
-//! otherwise the instance waits in `awaiting_credentials` for the customer.
+//! otherwise the instance waits in `awaiting_credentials` for the customer. With the
+//! credentials complete, a required OAuth group that Wiro does not show connected makes it
+//! wait in `awaiting_connection` instead of starting.
 
 use domain::db::audit::{self, NewAudit};
 use domain::db::instances::{Change, Instance};
 use domain::model::{DesiredState, InstanceState};
 use wiro_client::models::{UpdateConfiguration, UpdateRequest};
 
-use super::{Step, fail, transition, transition_observed, upstream_error};
+use super::{Step, connection, fail, transition, transition_observed, upstream_error};
 use operations::Services;
 use operations::observe::setup_required;
 
@@ -55,8 +57,18 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         Err(e) => return upstream_error(ctx, instance, "configure", &e).await,
     };
     let needs_credentials = setup_required(&agent);
+    let mut missing_connections = Vec::new();
+    if !needs_credentials && instance.desired_state == DesiredState::Running {
+        let required = connection::required(&agent);
+        match connection::missing(ctx, &guid, &required).await {
+            Ok(missing) => missing_connections = missing,
+            Err(e) => return upstream_error(ctx, instance, "configure", &e).await,
+        }
+    }
     let next = if needs_credentials {
         InstanceState::AwaitingCredentials
+    } else if !missing_connections.is_empty() {
+        InstanceState::AwaitingConnection
     } else {
         match instance.desired_state {
             DesiredState::Running => InstanceState::Starting,
@@ -64,6 +76,7 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         }
     };
     let mut change = Change::to(next);
+    change.missing_connections = Some(missing_connections.clone());
     if instance.pending_config.is_some() {
         // Fenced on the version: if the customer sent newer values meanwhile, this write loses
         // and the next run sends those.
@@ -87,6 +100,21 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
                 request_id: None,
                 outcome: "ok",
                 detail: serde_json::json!({"missing": missing}),
+            },
+        )
+        .await?;
+    }
+    if !missing_connections.is_empty() {
+        tracing::info!(instance = %instance.id, ?missing_connections, "waiting for the customer to connect");
+        audit::record(
+            &ctx.pool,
+            NewAudit {
+                actor: &ctx.actor(),
+                action: "provision.awaiting_connection",
+                target: Some(format!("instance:{}", instance.id)),
+                request_id: None,
+                outcome: "ok",
+                detail: serde_json::json!({"missing": missing_connections}),
             },
         )
         .await?;

@@ -1,11 +1,13 @@
 //! Drives one instance towards its desired state, one recorded step at a time:
-//! `pending → deploying → configuring → (awaiting_credentials | starting → running)`.
+//! `pending → deploying → configuring → (awaiting_credentials | awaiting_connection |
+//! starting → running)`.
 //!
 //! Every step reads the instance, acts upstream, and records the result with a fenced update
 //! before the next step, so a restarted or duplicated job continues from the recorded step and
 //! two runs at once cannot both act. Deploy has its own exactly-once protocol (`deploy.rs`).
 
 mod configure;
+mod connection;
 mod deploy;
 mod start;
 
@@ -57,6 +59,7 @@ pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
                 deploy::run(ctx, &instance).await?
             }
             InstanceState::Configuring => configure::run(ctx, &instance).await?,
+            InstanceState::AwaitingConnection => connection::run(ctx, &instance).await?,
             InstanceState::Starting | InstanceState::Stopping => start::run(ctx, &instance).await?,
             InstanceState::AwaitingCredentials
             | InstanceState::Running
