@@ -303,3 +303,60 @@ async fn a_facebook_connection_is_complete_once_a_page_is_chosen(pool: PgPool) {
         "true"
     );
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn the_catalog_says_which_groups_connect_and_how_and_filters_like_wiro(pool: PgPool) {
+    let app = app(pool).await;
+    let token = app.customer_token("browsing");
+    let detail = app.get("/v1/catalog/instagram-manager", &token).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    let instagram = detail.body["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "instagram")
+        .unwrap()
+        .clone();
+    assert_eq!(instagram["connection"]["auth_methods"], json!(["own"]));
+    assert_eq!(
+        instagram["connection"]["own_app_fields"],
+        json!(["appId", "appSecret"])
+    );
+    let social = app.get("/v1/catalog/social-publisher", &token).await;
+    let twitter = social.body["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "twitter")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        twitter["connection"]["auth_methods"],
+        json!(["wiro", "own"])
+    );
+    let email = app.get("/v1/catalog/email-assistant", &token).await;
+    assert!(
+        email.body["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g.get("connection").is_none()),
+        "API-key groups connect nothing"
+    );
+
+    let slugs = |answer: &testkit::Answer| -> Vec<String> {
+        answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["slug"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let found = app.get("/v1/catalog?search=INSTAGRAM", &token).await;
+    assert_eq!(slugs(&found), ["instagram-manager"]);
+    let ads = app.get("/v1/catalog?category=advertising", &token).await;
+    assert_eq!(slugs(&ads), ["ads-manager"]);
+    let none = app.get("/v1/catalog?search=no-such-thing", &token).await;
+    assert!(slugs(&none).is_empty());
+}

@@ -47,6 +47,8 @@ pub struct AgentView {
     pub missing_credentials: Vec<String>,
     /// Accounts still to connect (`POST /v1/agents/{id}/connections/{provider}`), by provider.
     pub missing_connections: Vec<String>,
+    /// When the customer deleted it (ops see deleted agents; customers do not).
+    pub deleted_at: Option<DateTime<Utc>>,
     /// The subscription as last observed.
     pub subscription: Option<SubscriptionView>,
     /// Credits as last observed.
@@ -114,6 +116,7 @@ impl AgentView {
             setup_required: instance.setup_required,
             missing_credentials: instance.missing_credentials,
             missing_connections: instance.missing_connections,
+            deleted_at: instance.deleted_at,
             subscription,
             credits: CreditsView {
                 monthly: instance.monthly_credits,

@@ -282,3 +282,54 @@ pub async fn connection_lost(pool: &sqlx::PgPool, id: InstanceId, group: &str) -
     tx.commit().await?;
     Ok(())
 }
+
+/// The customer deletes an agent: from now on it does not exist for the customer; the job
+/// stops it and cancels its subscription at the period end (Wiro has no immediate cancel).
+/// The row, its ledger and its audit stay.
+///
+/// # Errors
+/// [`Error::NotFound`] when the customer has no such (undeleted) agent.
+pub async fn delete(
+    pool: &sqlx::PgPool,
+    customer: CustomerId,
+    id: InstanceId,
+    actor: Actor<'_>,
+) -> Result<Instance> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, Some(customer)).await?;
+    if instance.deleted_at.is_some() {
+        return Err(Error::NotFound("agent"));
+    }
+    let mut change = Change {
+        deleted_at: Some(Some(chrono::Utc::now())),
+        desired_state: Some(DesiredState::Stopped),
+        connection_poll_until: Some(None),
+        ..Change::default()
+    };
+    // Settled or waiting agents are stopped now; one still being set up goes on to a stop
+    // (its job reads `desired_state`).
+    if matches!(
+        instance.state,
+        InstanceState::Running
+            | InstanceState::Starting
+            | InstanceState::Stopped
+            | InstanceState::AwaitingConnection
+    ) {
+        change.state = Some(InstanceState::Stopping);
+    }
+    commit_change(
+        tx,
+        &instance,
+        change,
+        true,
+        NewAudit {
+            actor: actor.name,
+            action: "agent.delete",
+            target: Some(format!("instance:{id}")),
+            request_id: actor.request_id,
+            outcome: "ok",
+            detail: serde_json::json!({"state": instance.state}),
+        },
+    )
+    .await
+}

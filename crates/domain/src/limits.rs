@@ -24,7 +24,7 @@ pub struct Limits {
 /// What a customer uses against its limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Usage {
-    /// Agents that count (every order but those that failed before deploying).
+    /// Agents that count (every order but those that failed before deploying or were deleted).
     pub agents: i64,
     /// This month's charges, plus orders not yet deployed and billing calls in flight.
     pub month_spend_cents: i64,
@@ -57,7 +57,8 @@ pub async fn usage(conn: &mut PgConnection, customer: CustomerId) -> Result<Usag
     Ok(sqlx::query_as(
         "SELECT
            (SELECT count(*) FROM instances
-             WHERE customer_id = $1 AND NOT (state = 'failed' AND wiro_guid IS NULL)) AS agents,
+             WHERE customer_id = $1 AND NOT (state = 'failed' AND wiro_guid IS NULL)
+               AND deleted_at IS NULL) AS agents,
            ((SELECT COALESCE(sum(amount_cents), 0) FROM ledger_entries
               WHERE customer_id = $1 AND created_at >= date_trunc('month', now()))
             + (SELECT COALESCE(sum(price_cents), 0) FROM instances

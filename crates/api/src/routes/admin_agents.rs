@@ -85,6 +85,7 @@ pub async fn list_all_agents(
         customer,
         state: state_filter,
         wiro_status: filter.wiro_status,
+        hide_deleted: false,
     };
     let rows = instances::list(&state.pool, &query, page.after()?, limit).await?;
     let names = external_ids(&state, &rows).await?;

@@ -1,7 +1,7 @@
 //! The customer's agents: order, list, read, change, start, stop.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use domain::agents;
 use domain::db::idempotency::AnswerIn;
 use domain::db::instances::{self, Instance, InstanceFilter};
@@ -91,6 +91,7 @@ pub async fn list_agents(
     let limit = query.limit()?;
     let filter = InstanceFilter {
         customer: Some(auth.customer.id),
+        hide_deleted: true,
         ..InstanceFilter::default()
     };
     let rows = instances::list(&state.pool, &filter, query.after()?, limit).await?;
@@ -305,4 +306,34 @@ pub async fn stop_agent(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     set_state(auth, state, id.into_inner(), DesiredState::Stopped).await
+}
+
+/// Deletes the agent: it is stopped, its subscription is cancelled at the period end (Wiro has
+/// no immediate cancel, so it is not renewed), and it no longer exists for the customer. Its
+/// charges stay in the ledger.
+#[utoipa::path(
+    tag = "agents",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id.")),
+    responses(
+        (status = 202, description = "Deleted; stopping and cancelling follow.", body = AgentView),
+        (status = 404, description = "No such agent (or already deleted).", body = Problem),
+        AuthErrors,
+    )
+)]
+#[delete("/agents/{id}")]
+pub async fn delete_agent(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let caller = auth.actor();
+    let deleted = agents::delete(
+        &state.pool,
+        auth.customer.id,
+        InstanceId(id.into_inner()),
+        actor(&caller, &auth),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(AgentView::new(deleted, &auth.customer.external_id)))
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, get, web};
 use domain::config::PackPrice;
 use domain::model::Pack;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use wiro_client::models::CatalogAgent;
 
 use crate::auth::AnyAuth;
@@ -58,6 +58,36 @@ pub struct CredentialGroupView {
     pub optional: bool,
     /// Fields the customer provides.
     pub fields: Vec<String>,
+    /// For an OAuth provider: the account is connected with
+    /// `POST /v1/agents/{id}/connections/{group}` (a required group keeps the agent in
+    /// `awaiting_connection` until then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionSpec>,
+}
+
+/// How an OAuth group connects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionSpec {
+    /// `wiro` (Wiro's app) and/or `own` (the customer's app).
+    pub auth_methods: Vec<String>,
+    /// With `own`: the app's fields to set first (PATCH the agent's credentials).
+    pub own_app_fields: Vec<String>,
+}
+
+fn connection(group: &str) -> Option<ConnectionSpec> {
+    let provider = wiro_client::models::OAuthProvider::from_group(group)?;
+    let mut auth_methods = vec!["own".to_owned()];
+    if !provider.own_only() {
+        auth_methods.insert(0, "wiro".to_owned());
+    }
+    Some(ConnectionSpec {
+        auth_methods,
+        own_app_fields: provider
+            .app_fields()
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect(),
+    })
 }
 
 /// The packs the operator sells for a template (Wiro documents no field carrying them).
@@ -93,6 +123,7 @@ fn view(agent: &CatalogAgent, packs: &Packs, with_credentials: bool) -> Template
                             .filter(|(_, e)| **e)
                             .map(|(f, _)| f.clone())
                             .collect(),
+                        connection: connection(name),
                     })
                     .collect()
             })
@@ -118,22 +149,52 @@ fn view(agent: &CatalogAgent, packs: &Packs, with_credentials: bool) -> Template
     }
 }
 
+/// Narrowing the catalog.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CatalogQuery {
+    /// Only templates whose title, slug or headline contains this (case-insensitive).
+    pub search: Option<String>,
+    /// Only templates in this category.
+    pub category: Option<String>,
+}
+
 /// The templates on offer.
 #[utoipa::path(
     tag = "catalog",
     security(("bearer" = [])),
+    params(CatalogQuery),
     responses(
         (status = 200, description = "Active templates with plans and prices.", body = Vec<TemplateView>),
         AuthErrors, UpstreamErrors,
     )
 )]
 #[get("/catalog")]
-pub async fn list_catalog(_auth: AnyAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+pub async fn list_catalog(
+    _auth: AnyAuth,
+    state: web::Data<AppState>,
+    query: web::Query<CatalogQuery>,
+) -> ApiResult<HttpResponse> {
+    // The whole catalog is cached (it is small); Wiro's own search and category filters are
+    // applied to it here, the same way, without a call per query.
     let list = state.catalog.list(state.wiro()).await?;
+    let search = query.search.as_deref().map(str::to_lowercase);
+    let matches = |a: &CatalogAgent| {
+        search.as_deref().is_none_or(|s| {
+            [Some(&a.title), Some(&a.slug), a.headline.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|text| text.to_lowercase().contains(s))
+        }) && query
+            .category
+            .as_deref()
+            .is_none_or(|c| a.categories.iter().any(|have| have == c))
+    };
     let none = Packs::new();
     let packs = &state.settings.billing.packs;
     Ok(HttpResponse::Ok().json(
         list.iter()
+            .filter(|a| matches(a))
             .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), false))
             .collect::<Vec<_>>(),
     ))

@@ -24,6 +24,7 @@ pub fn customer(cfg: &mut ServiceConfig<'_>) {
         .service(agents::create_agent)
         .service(agents::get_agent)
         .service(agents::update_agent)
+        .service(agents::delete_agent)
         .service(agents::start_agent)
         .service(agents::stop_agent)
         .service(connections::connect)

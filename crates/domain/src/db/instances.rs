@@ -45,6 +45,8 @@ pub struct Instance {
     pub missing_connections: Vec<String>,
     /// Until then the provisioning job polls Wiro for the connection a Connect started.
     pub connection_poll_until: Option<DateTime<Utc>>,
+    /// When the customer deleted it (hidden from the customer, stopped, not renewed).
+    pub deleted_at: Option<DateTime<Utc>>,
     /// Sealed credentials still to send.
     #[serde(skip)]
     pub pending_config: Option<Vec<u8>>,
@@ -133,7 +135,7 @@ pub fn parse_description(description: &str) -> Option<(InstanceId, OperationId)>
 
 const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
     wiro_guid, state, desired_state, wiro_status, setup_required, missing_credentials, \
-    missing_connections, connection_poll_until, pending_config, subscription_plan, subscription_status, subscription_period_end, \
+    missing_connections, connection_poll_until, deleted_at, pending_config, subscription_plan, subscription_status, subscription_period_end, \
     cancel_at_period_end, cancel_source, cancels_at, subscription_amount_cents, monthly_credits, \
     extra_credits, last_error, failed_step, step_failures, error_restarts, last_error_restart_at, \
     topup_armed, requeues, state_changed_at, created_at, updated_at, version";
@@ -212,7 +214,10 @@ pub async fn get_for_customer(
     customer: CustomerId,
     id: InstanceId,
 ) -> Result<Option<Instance>> {
-    let sql = format!("SELECT {COLUMNS} FROM instances WHERE id = $1 AND customer_id = $2");
+    // A deleted agent no longer exists for its customer.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM instances WHERE id = $1 AND customer_id = $2 AND deleted_at IS NULL"
+    );
     Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(customer)
@@ -229,6 +234,8 @@ pub struct InstanceFilter {
     pub state: Option<InstanceState>,
     /// Only this observed Wiro status.
     pub wiro_status: Option<i16>,
+    /// Leave out agents their customer deleted (what the customer sees).
+    pub hide_deleted: bool,
 }
 
 /// A page ordered by id after `after`.
@@ -245,6 +252,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM instances
          WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR state = $2)
            AND ($3::smallint IS NULL OR wiro_status = $3) AND ($4::uuid IS NULL OR id > $4)
+           AND (NOT $6 OR deleted_at IS NULL)
          ORDER BY id LIMIT $5"
     );
     Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
@@ -253,6 +261,7 @@ pub async fn list(
         .bind(filter.wiro_status)
         .bind(after)
         .bind(limit)
+        .bind(filter.hide_deleted)
         .fetch_all(conn)
         .await?)
 }
@@ -288,6 +297,8 @@ pub struct Change {
     pub missing_connections: Option<Vec<String>>,
     /// Poll for a connection until then.
     pub connection_poll_until: Option<Option<DateTime<Utc>>>,
+    /// Deleted by the customer.
+    pub deleted_at: Option<Option<DateTime<Utc>>>,
     /// Sealed pending config.
     pub pending_config: Option<Option<Vec<u8>>>,
     /// Title.
@@ -387,6 +398,7 @@ pub async fn update(
     set!("missing_credentials", change.missing_credentials);
     set!("missing_connections", change.missing_connections);
     set!("connection_poll_until", change.connection_poll_until);
+    set!("deleted_at", change.deleted_at);
     set!("pending_config", change.pending_config);
     set!("title", change.title);
     set!("plan", change.plan.map(Plan::as_str));

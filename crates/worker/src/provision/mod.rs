@@ -9,6 +9,7 @@
 mod configure;
 mod connection;
 mod deploy;
+mod retire;
 mod start;
 
 use std::time::Duration;
@@ -55,6 +56,12 @@ pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
             return Ok(Next::Done);
         };
         let step = match instance.state {
+            // A deleted agent that no longer runs: cancel its renewal.
+            InstanceState::Stopped | InstanceState::AwaitingCredentials | InstanceState::Failed
+                if instance.deleted_at.is_some() =>
+            {
+                retire::run(ctx, &instance).await?
+            }
             InstanceState::Pending | InstanceState::Deploying => {
                 deploy::run(ctx, &instance).await?
             }
