@@ -1,6 +1,7 @@
 //! Handlers, one module per resource. Each handler is registered with `.service(handler)` so
 //! utoipa collects it.
 
+pub mod admin_agent_actions;
 pub mod admin_agents;
 pub mod admin_alerts;
 pub mod admin_batches;
@@ -62,6 +63,13 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_agents::list_all_agents)
         .service(admin_agents::get_any_agent)
         .service(admin_agents::retry_agent)
+        .service(admin_agent_actions::start_any_agent)
+        .service(admin_agent_actions::stop_any_agent)
+        .service(admin_agent_actions::update_any_agent)
+        .service(admin_agent_actions::upgrade_any_agent)
+        .service(admin_agent_actions::cancel_any_agent)
+        .service(admin_agent_actions::renew_any_agent)
+        .service(admin_agent_actions::buy_credits_any_agent)
         .service(admin_batches::create_batch)
         .service(admin_batches::get_batch)
         .service(admin_records::list_ledger)
