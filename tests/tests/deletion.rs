@@ -1,30 +1,9 @@
 //! Deleting an agent: gone for its customer at once; the job stops it and cancels its
 //! subscription at the period end exactly once; ops still see it, and its charges stay.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
-use serde_json::Value;
 use sqlx::PgPool;
-use testkit::{TestApp, spawn_app};
-
-async fn ops_view_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let agent = app
-            .get(&format!("/v1/admin/agents/{id}"), &app.ops_token())
-            .await;
-        if done(&agent.body) {
-            return agent.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never got there: {:?}",
-            agent.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use testkit::spawn_app;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_deleted_agent_is_gone_for_its_customer_stopped_and_not_renewed(pool: PgPool) {
@@ -70,10 +49,11 @@ async fn a_deleted_agent_is_gone_for_its_customer_stopped_and_not_renewed(pool: 
     );
 
     // Ops see the job stop it and cancel its renewal, once.
-    let done = ops_view_until(&app, &id, |a| {
-        a["state"] == "stopped" && a["subscription"]["cancel_at_period_end"] == true
-    })
-    .await;
+    let done = app
+        .wait_for_ops_view(&id, |a| {
+            a["state"] == "stopped" && a["subscription"]["cancel_at_period_end"] == true
+        })
+        .await;
     assert!(done["deleted_at"].is_string());
     let guid = done["wiro_guid"].as_str().unwrap();
     let upstream = app

@@ -2,30 +2,10 @@
 //! the same domain functions and exactly-once protocol, not bound by the customer's limits,
 //! audited as ops.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
-use testkit::{TestApp, spawn_app_with};
-
-async fn ops_view_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let agent = app
-            .get(&format!("/v1/admin/agents/{id}"), &app.ops_token())
-            .await;
-        if done(&agent.body) {
-            return agent.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never got there: {:?}",
-            agent.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use testkit::spawn_app_with;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn ops_act_on_any_agent_past_the_customers_limits_and_are_audited_as_ops(pool: PgPool) {
@@ -70,12 +50,14 @@ async fn ops_act_on_any_agent_past_the_customers_limits_and_are_audited_as_ops(p
         .post(&format!("/v1/admin/agents/{id}/stop"), &ops, &json!({}))
         .await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED);
-    ops_view_until(&app, &id, |a| a["state"] == "stopped").await;
+    app.wait_for_ops_view(&id, |a| a["state"] == "stopped")
+        .await;
     let started = app
         .post(&format!("/v1/admin/agents/{id}/start"), &ops, &json!({}))
         .await;
     assert_eq!(started.status, StatusCode::ACCEPTED);
-    ops_view_until(&app, &id, |a| a["state"] == "running").await;
+    app.wait_for_ops_view(&id, |a| a["state"] == "running")
+        .await;
 
     let renamed = app
         .patch(

@@ -268,40 +268,11 @@ async fn book_subscription(
 
 /// Lays `top` over `base`: every field `top` sets wins.
 fn overlay(base: &mut Change, top: Change) {
-    // Destructured without `..`: a field added to `Change` fails to compile until it is listed
+    // The pattern has no `..`: a field added to `Change` fails to compile until it is listed
     // here, instead of being dropped silently.
-    let Change {
-        state,
-        desired_state,
-        wiro_guid,
-        wiro_status,
-        setup_required,
-        missing_credentials,
-        missing_connections,
-        connection_poll_until,
-        deleted_at,
-        pending_config,
-        title,
-        plan,
-        subscription_plan,
-        subscription_status,
-        subscription_period_end,
-        cancel_at_period_end,
-        cancel_source,
-        cancels_at,
-        subscription_amount_cents,
-        monthly_credits,
-        extra_credits,
-        last_error,
-        failed_step,
-        step_failures,
-        error_restarts,
-        last_error_restart_at,
-        topup_armed,
-        requeues,
-    } = top;
     macro_rules! take {
         ($($field:ident),+ $(,)?) => {
+            let Change { $($field),+ } = top;
             $(if $field.is_some() { base.$field = $field; })+
         };
     }

@@ -260,6 +260,25 @@ impl TestApp {
         }
     }
 
+    /// Polls ops' view of an agent (`GET /v1/admin/agents/{id}`) until `done` holds (fails after
+    /// 30 s with the last answer).
+    pub async fn wait_for_ops_view(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let ops = self.ops_token();
+        loop {
+            let agent = self.get(&format!("/v1/admin/agents/{id}"), &ops).await;
+            if done(&agent.body) {
+                return agent.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agent {id} never got there: {:?}",
+                agent.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Connects `provider` for the agent as its customer would: Connect, then the consent page
     /// (approving). Returns the redirect's query parameters.
     pub async fn connect(

@@ -4,7 +4,6 @@
 //! policy and the customer's spending limits bind customers, not ops; ops' answers carry Wiro's
 //! own refusal text and the wholesale cost.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, patch, post, web};
 use domain::agents;
 use domain::db::customers;
@@ -12,16 +11,15 @@ use domain::db::instances::{self, Instance};
 use domain::ids::InstanceId;
 use domain::model::{CancelSource, DesiredState, Pack};
 use domain::orders::{self, Actor};
-use operations::billing::{self, BillingAction, BillingError};
+use operations::billing::BillingAction;
 use operations::protocol::Requester;
 use uuid::Uuid;
 
 use super::agents::UpdateAgent;
-use super::billing::{BillingResult, BuyCredits, billing_error};
+use super::billing::{BillingResult, BuyCredits, run_action};
 use crate::auth::OpsAuth;
 use crate::dto::{self, AgentView};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency::{self, Answer, Claimed};
 use crate::openapi::{AuthErrors, UpstreamErrors};
 use crate::settled::InDoubt;
 use crate::state::AppState;
@@ -163,31 +161,13 @@ async fn act(
     action: BillingAction,
 ) -> ApiResult<HttpResponse> {
     let caller = ops.actor();
-    idempotency::run(&state, &caller, &req, &action, "", async |claim| {
-        let (instance, customer) = load_any(&state, id).await?;
-        let who = Requester {
-            actor: &caller,
-            request_id: ops.request_id.as_deref(),
-            capped: false,
-        };
-        let key = claim.as_ref().map(Claimed::as_key);
-        match billing::perform(&state.services, &instance, action, who, key).await {
-            Ok(done) => {
-                let view = BillingResult::new(
-                    &done.outcome,
-                    done.operation_id,
-                    done.instance,
-                    &customer,
-                    true,
-                );
-                Ok(Answer::Done(
-                    StatusCode::OK,
-                    serde_json::to_value(view).map_err(anyhow::Error::from)?,
-                ))
-            }
-            Err(BillingError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
-            Err(e) => Err(billing_error(e, true)),
-        }
+    let who = Requester {
+        actor: &caller,
+        request_id: ops.request_id.as_deref(),
+        capped: false,
+    };
+    run_action(&state, &req, who, "", action, async || {
+        load_any(&state, id).await
     })
     .await
 }

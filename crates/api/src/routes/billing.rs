@@ -170,32 +170,57 @@ async fn act(
     }
     let caller = auth.actor();
     let customer = auth.customer.external_id.clone();
-    idempotency::run(&state, &caller, &req, &action, &customer, async |claim| {
-        let instance = load(&state, &auth, id).await?;
-        let who = Requester {
-            actor: &caller,
-            request_id: auth.request_id.as_deref(),
-            capped: true,
-        };
-        let key = claim.as_ref().map(Claimed::as_key);
-        match billing::perform(&state.services, &instance, action, who, key).await {
-            Ok(done) => {
-                let view = BillingResult::new(
-                    &done.outcome,
-                    done.operation_id,
-                    done.instance,
-                    &customer,
-                    false,
-                );
-                Ok(Answer::Done(
-                    StatusCode::OK,
-                    serde_json::to_value(view).map_err(anyhow::Error::from)?,
-                ))
-            }
-            Err(BillingError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
-            Err(e) => Err(billing_error(e, false)),
-        }
+    let who = Requester {
+        actor: &caller,
+        request_id: auth.request_id.as_deref(),
+        capped: true,
+    };
+    run_action(&state, &req, who, &customer, action, async || {
+        Ok((load(&state, &auth, id).await?, customer.clone()))
     })
+    .await
+}
+
+/// Runs a billing action at most once per Idempotency-Key: `load` finds the agent (and its
+/// customer's external id); `who` says who asks (ops are not capped, and see Wiro's text and
+/// the wholesale cost). `replay_customer` scopes a settled replay's view.
+pub(crate) async fn run_action(
+    state: &AppState,
+    req: &HttpRequest,
+    who: Requester<'_>,
+    replay_customer: &str,
+    action: BillingAction,
+    load: impl AsyncFnOnce() -> ApiResult<(Instance, String)>,
+) -> ApiResult<HttpResponse> {
+    let ops = !who.capped;
+    idempotency::run(
+        state,
+        who.actor,
+        req,
+        &action,
+        replay_customer,
+        async |claim| {
+            let (instance, customer) = load().await?;
+            let key = claim.as_ref().map(Claimed::as_key);
+            match billing::perform(&state.services, &instance, action, who, key).await {
+                Ok(done) => {
+                    let view = BillingResult::new(
+                        &done.outcome,
+                        done.operation_id,
+                        done.instance,
+                        &customer,
+                        ops,
+                    );
+                    Ok(Answer::Done(
+                        StatusCode::OK,
+                        serde_json::to_value(view).map_err(anyhow::Error::from)?,
+                    ))
+                }
+                Err(BillingError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
+                Err(e) => Err(billing_error(e, ops)),
+            }
+        },
+    )
     .await
 }
 
