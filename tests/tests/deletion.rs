@@ -88,3 +88,45 @@ async fn a_deleted_agent_is_gone_for_its_customer_stopped_and_not_renewed(pool: 
         .await;
     assert_eq!(audit.body["items"].as_array().unwrap().len(), 1);
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_order_deleted_before_it_was_deployed_is_never_deployed_nor_charged(pool: PgPool) {
+    // No worker: the order stays pending until the test drives its job.
+    let app = testkit::spawn_app_with(
+        pool,
+        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 100_000.0),
+        |_| {},
+        false,
+    )
+    .await;
+    let token = app.customer_token("changed-mind");
+    let order = app
+        .post(
+            "/v1/agents",
+            &token,
+            &serde_json::json!({"template": "email-assistant", "plan": "starter", "title": "Oops"}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::ACCEPTED);
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    let deleted = app.delete(&format!("/v1/agents/{id}"), &token).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+
+    let ctx = testkit::services_shared(&app.pool, &app.settings, "deletion-test");
+    testkit::drive(&ctx, domain::ids::InstanceId(id.parse().unwrap())).await;
+    let agent = app
+        .get(&format!("/v1/admin/agents/{id}"), &app.ops_token())
+        .await;
+    assert_eq!(agent.body["state"], "stopped");
+    assert!(agent.body["wiro_guid"].is_null());
+    assert!(app.sim.sim().instances().is_empty(), "never deployed");
+    assert!(app.sim.sim().ledger().is_empty(), "never charged");
+    let retry = app
+        .post(
+            &format!("/v1/admin/agents/{id}/retry"),
+            &app.ops_token(),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CONFLICT);
+}

@@ -200,6 +200,11 @@ pub async fn retry_failed(
             instance.state
         )));
     }
+    if instance.deleted_at.is_some() {
+        return Err(Error::Conflict(
+            "its customer deleted the agent: there is nothing to resume".into(),
+        ));
+    }
     let resume = match (&instance.wiro_guid, instance.failed_step.as_deref()) {
         (None, _) => InstanceState::Deploying,
         (Some(_), Some("start")) if instance.desired_state == DesiredState::Running => {

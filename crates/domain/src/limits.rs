@@ -62,7 +62,8 @@ pub async fn usage(conn: &mut PgConnection, customer: CustomerId) -> Result<Usag
            ((SELECT COALESCE(sum(amount_cents), 0) FROM ledger_entries
               WHERE customer_id = $1 AND created_at >= date_trunc('month', now()))
             + (SELECT COALESCE(sum(price_cents), 0) FROM instances
-                WHERE customer_id = $1 AND wiro_guid IS NULL AND state <> 'failed')
+                WHERE customer_id = $1 AND wiro_guid IS NULL AND state <> 'failed'
+                  AND NOT (deleted_at IS NOT NULL AND state = 'stopped'))
             + (SELECT COALESCE(sum((o.detail ->> 'expected_cents')::bigint), 0)
                  FROM operations o JOIN instances i ON i.id = o.instance_id
                 WHERE i.customer_id = $1 AND o.state IN ('calling', 'unknown')

@@ -20,7 +20,14 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         return Ok(Step::Continue);
     }
     if instance.state == InstanceState::Pending {
-        transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
+        // Pending means no Deploy intent was written, so nothing was sent: an order its
+        // customer deleted by now is never deployed (and never charged).
+        let next = if instance.deleted_at.is_some() {
+            InstanceState::Stopped
+        } else {
+            InstanceState::Deploying
+        };
+        transition(ctx, instance, Change::to(next)).await?;
         return Ok(Step::Continue);
     }
     if let Some(op) = operations::in_flight(&ctx.pool, instance.id, OperationKind::Deploy).await? {
