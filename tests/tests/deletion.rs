@@ -39,6 +39,17 @@ async fn a_deleted_agent_is_gone_for_its_customer_stopped_and_not_renewed(pool: 
         StatusCode::NOT_FOUND,
         "deleted once"
     );
+    assert_eq!(
+        app.post(
+            &format!("/v1/agents/{id}/start"),
+            &token,
+            &serde_json::json!({})
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND,
+        "nor started again"
+    );
     let other = app.customer_token("someone-else");
     assert_eq!(
         app.delete(&format!("/v1/agents/{kept}"), &other)

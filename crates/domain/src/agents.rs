@@ -11,18 +11,23 @@ use crate::model::{DesiredState, InstanceState};
 use crate::orders::Actor;
 use crate::sealed::{PendingConfig, Sealer};
 
-/// Locks the instance row for the transaction; `customer` scopes the lookup when given.
+/// Locks the instance row for the transaction; `customer` scopes the lookup when given (and
+/// then leaves out the agents it deleted).
 async fn lock(
     tx: &mut sqlx::PgConnection,
     id: InstanceId,
     customer: Option<CustomerId>,
 ) -> Result<Instance> {
-    sqlx::query("SELECT 1 FROM instances WHERE id = $1 AND ($2::uuid IS NULL OR customer_id = $2) FOR UPDATE")
-        .bind(id)
-        .bind(customer)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound("agent"))?;
+    // A customer's own lookup never finds an agent it deleted; ops' finds every agent.
+    sqlx::query(
+        "SELECT 1 FROM instances WHERE id = $1
+           AND ($2::uuid IS NULL OR (customer_id = $2 AND deleted_at IS NULL)) FOR UPDATE",
+    )
+    .bind(id)
+    .bind(customer)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound("agent"))?;
     instances::get(&mut *tx, id)
         .await?
         .ok_or(Error::NotFound("agent"))

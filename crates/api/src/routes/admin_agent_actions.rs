@@ -15,7 +15,7 @@ use operations::billing::BillingAction;
 use operations::protocol::Requester;
 use uuid::Uuid;
 
-use super::agents::UpdateAgent;
+use super::agents::{UpdateAgent, change_desired_state};
 use super::billing::{BillingResult, BuyCredits, run_action};
 use crate::auth::OpsAuth;
 use crate::dto::{self, AgentView};
@@ -44,21 +44,11 @@ async fn set_state(
 ) -> ApiResult<HttpResponse> {
     let (instance, customer) = load_any(&state, id).await?;
     let caller = ops.actor();
-    let updated = agents::set_desired_state(
-        &state.pool,
-        None,
-        instance.id,
-        desired,
-        Actor {
-            name: &caller,
-            request_id: ops.request_id.as_deref(),
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        domain::Error::Conflict(detail) => ApiError::conflict("agent_not_ready", detail),
-        other => other.into(),
-    })?;
+    let actor = Actor {
+        name: &caller,
+        request_id: ops.request_id.as_deref(),
+    };
+    let updated = change_desired_state(&state, None, instance.id, desired, actor).await?;
     Ok(HttpResponse::Accepted().json(AgentView::new(updated, &customer)))
 }
 

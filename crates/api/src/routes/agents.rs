@@ -249,21 +249,33 @@ async fn set_state(
     id: Uuid,
     desired: DesiredState,
 ) -> ApiResult<HttpResponse> {
-    let instance = load(&state, &auth, id).await?;
     let caller = auth.actor();
-    let updated = agents::set_desired_state(
-        &state.pool,
+    let updated = change_desired_state(
+        &state,
         Some(auth.customer.id),
-        instance.id,
+        InstanceId(id),
         desired,
         actor(&caller, &auth),
     )
-    .await
-    .map_err(|e| match e {
-        domain::Error::Conflict(detail) => ApiError::conflict("agent_not_ready", detail),
-        other => other.into(),
-    })?;
+    .await?;
     Ok(HttpResponse::Accepted().json(AgentView::new(updated, &auth.customer.external_id)))
+}
+
+/// Sets what the agent should be (scoped to `customer` when given: another customer's agent is
+/// not found); a refusal (waiting for credentials or a connection, failed) is a 409.
+pub(crate) async fn change_desired_state(
+    state: &AppState,
+    customer: Option<domain::ids::CustomerId>,
+    id: InstanceId,
+    desired: DesiredState,
+    actor: Actor<'_>,
+) -> ApiResult<Instance> {
+    agents::set_desired_state(&state.pool, customer, id, desired, actor)
+        .await
+        .map_err(|e| match e {
+            domain::Error::Conflict(detail) => ApiError::conflict("agent_not_ready", detail),
+            other => other.into(),
+        })
 }
 
 /// Starts the agent (and keeps it running).
