@@ -230,7 +230,7 @@ async fn billing_actions_charge_once_and_follow_the_operator_policy(pool: PgPool
         .await;
     assert_eq!(
         sub.body["allowed_actions"],
-        json!(["upgrade", "renew", "credits"])
+        json!(["upgrade", "downgrade", "renew", "credits"])
     );
     let starter_pack = app
         .post(

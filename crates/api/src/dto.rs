@@ -75,6 +75,10 @@ pub struct SubscriptionView {
     pub cancel_at_period_end: bool,
     /// When a cancelled subscription ends (or ended).
     pub cancels_at: Option<DateTime<Utc>>,
+    /// A scheduled downgrade: at `cancels_at` the agent (same id) comes back on this plan, on
+    /// a new Wiro instance (`POST /v1/agents/{id}/subscription/downgrade`).
+    #[schema(value_type = Option<String>, example = "starter")]
+    pub downgrade_to: Option<Plan>,
 }
 
 /// Remaining credits.
@@ -101,6 +105,7 @@ impl AgentView {
                 .cancel_at_period_end
                 .then_some(instance.cancels_at)
                 .flatten(),
+            downgrade_to: instance.downgrade_to.0,
         });
         Self {
             id: instance.id.0,

@@ -272,6 +272,8 @@ pub struct BillingSettings {
     pub allow_upgrade: bool,
     /// Customers may cancel.
     pub allow_cancel: bool,
+    /// Customers may schedule (and withdraw) a Pro → Starter downgrade.
+    pub allow_downgrade: bool,
     /// Customers may renew.
     pub allow_renew: bool,
     /// Customers may buy packs.

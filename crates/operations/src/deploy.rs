@@ -139,7 +139,7 @@ async fn record(
             instance_id: instance.id,
             kind: ChargeKind::Deploy,
             amount_cents: instance.price_cents,
-            reference: ledger::deploy_reference(instance.id),
+            reference: ledger::deploy_reference(instance.id, instance.generation),
             wiro_guid: Some(&agent.guid),
             operation_id: Some(op.id),
             estimated: false,

@@ -193,6 +193,11 @@ pub async fn record(
     if fence.is_some_and(|version| version != current.version) {
         return Ok(None);
     }
+    if current.wiro_guid.as_deref() != Some(agent.guid.as_str()) {
+        // A read of the agent's earlier Wiro instance (before a downgrade switched it), or of
+        // one it does not have yet: it says nothing about the current one.
+        return Ok(None);
+    }
     let mut merged = observed(agent);
     overlay(&mut merged, change);
     if let Some(sub) = &agent.subscription {
@@ -256,6 +261,7 @@ async fn book_subscription(
         change.cancel_at_period_end = Some(false);
         change.cancel_source = Some(None);
         change.cancels_at = Some(None);
+        change.downgrade_to = Some(None);
     }
     change.subscription_plan = Some(Some(sub.plan.clone()));
     change.subscription_status = Some(Some(
@@ -295,6 +301,7 @@ fn overlay(base: &mut Change, top: Change) {
         cancel_at_period_end,
         cancel_source,
         cancels_at,
+        downgrade_to,
         subscription_amount_cents,
         monthly_credits,
         extra_credits,

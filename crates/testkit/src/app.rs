@@ -361,6 +361,14 @@ impl TestApp {
         id
     }
 
+    /// Runs `kinds` of scheduled sweeps now, in order, as the worker's schedule would.
+    pub async fn run_sweeps(&self, kinds: &[domain::jobs::SweepKind]) {
+        let ctx = crate::services_shared(&self.pool, &self.settings, "sweep-test");
+        for kind in kinds {
+            worker::sweeps::run(&ctx, *kind).await.expect("sweep");
+        }
+    }
+
     /// Our ledger must equal the simulator's, per instance and kind.
     pub async fn assert_ledgers_match(&self) {
         crate::assert_ledgers_equal(&self.pool, &self.sim).await;

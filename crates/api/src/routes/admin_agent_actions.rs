@@ -4,7 +4,7 @@
 //! policy and the customer's spending limits bind customers, not ops; ops' answers carry Wiro's
 //! own refusal text and the wholesale cost.
 
-use actix_web::{HttpRequest, HttpResponse, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, patch, post, web};
 use domain::agents;
 use domain::db::customers;
 use domain::db::instances::{self, Instance};
@@ -210,6 +210,62 @@ pub async fn cancel_any_agent(
         source: CancelSource::Ops,
     };
     act(ops, state, req, id.into_inner(), action).await
+}
+
+/// Schedules any Pro agent's downgrade to Starter at the period end, as ops.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Downgrade scheduled.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled.", body = InDoubt),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Not on Pro, a cancellation pending, not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/subscription/downgrade")]
+pub async fn downgrade_any_agent(
+    ops: OpsAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let action = BillingAction::Downgrade {
+        source: CancelSource::Ops,
+    };
+    act(ops, state, req, id.into_inner(), action).await
+}
+
+/// Withdraws any agent's scheduled downgrade before the period ends, as ops.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Downgrade withdrawn.", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled.", body = InDoubt),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "No downgrade scheduled, the period already ended, not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[delete("/agents/{id}/subscription/downgrade")]
+pub async fn withdraw_downgrade_any_agent(
+    ops: OpsAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    act(
+        ops,
+        state,
+        req,
+        id.into_inner(),
+        BillingAction::WithdrawDowngrade,
+    )
+    .await
 }
 
 /// Renews any agent's expired subscription, or takes back a pending cancellation.

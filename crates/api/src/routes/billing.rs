@@ -3,7 +3,7 @@
 //! (intent, call, fenced write) and lands in the ledger and the audit log.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use domain::db::instances::Instance;
 use domain::ids::OperationId;
@@ -34,7 +34,7 @@ pub struct SubscriptionDetails {
     pub monthly_credits: Option<i64>,
     /// Extra credits left.
     pub extra_credits: Option<i64>,
-    /// Actions the operator allows: `upgrade`, `cancel`, `renew`, `credits`.
+    /// Actions the operator allows: `upgrade`, `cancel`, `downgrade`, `renew`, `credits`.
     pub allowed_actions: Vec<String>,
 }
 
@@ -43,7 +43,8 @@ pub struct SubscriptionDetails {
 pub struct BillingResult {
     /// The upstream operation that did it (absent when nothing had to be sent).
     pub operation_id: Option<Uuid>,
-    /// `renewed`, `cancel_undone`, `upgraded`, `credits_added` or `cancelled`.
+    /// `renewed`, `cancel_undone`, `upgraded`, `credits_added`, `cancelled`,
+    /// `downgrade_scheduled` or `downgrade_withdrawn`.
     #[schema(value_type = String, example = "renewed")]
     pub result: ActionResult,
     /// Cents charged to the operator's Wiro wallet for it (wholesale cost): in ops' answers
@@ -90,6 +91,7 @@ fn allowed(state: &AppState) -> Vec<String> {
     [
         ("upgrade", b.allow_upgrade),
         ("cancel", b.allow_cancel),
+        ("downgrade", b.allow_downgrade),
         ("renew", b.allow_renew),
         ("credits", b.allow_extra_credits),
     ]
@@ -291,6 +293,65 @@ pub async fn cancel(
         allowed,
     )
     .await
+}
+
+/// Schedules Pro → Starter at the period end (Wiro has no downgrade: "cancel and re-deploy").
+/// The subscription is cancelled now (free); when the period ends the agent — same id — comes
+/// back on a new Starter instance (one Starter deploy, charged then) with its title and the
+/// credentials Wiro shows, and asks again for its connected accounts. Withdraw it with
+/// `DELETE` before the period ends.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Downgrade scheduled (`downgrade_scheduled`, with `cancels_at`).", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
+        (status = 403, description = "The operator does not allow downgrades.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "Not on Pro (`not_pro`), a cancellation already pending (`cancel_pending`), the subscription not active, not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[post("/agents/{id}/subscription/downgrade")]
+pub async fn downgrade(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let allowed = state.settings.billing.allow_downgrade;
+    let action = BillingAction::Downgrade {
+        source: CancelSource::Customer,
+    };
+    act(auth, state, req, id.into_inner(), action, allowed).await
+}
+
+/// Withdraws a scheduled downgrade before the period ends: the cancel is taken back (free)
+/// and the Pro plan renews as before.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Agent id."), ("Idempotency-Key" = Option<String>, Header, description = "Makes the action safe to retry.")),
+    responses(
+        (status = 200, description = "Downgrade withdrawn (`downgrade_withdrawn`).", body = BillingResult),
+        (status = 202, description = "Wiro's answer was lost: in doubt until settled (replay the Idempotency-Key).", body = InDoubt),
+        (status = 403, description = "The operator does not allow downgrades.", body = Problem),
+        (status = 404, description = "No such agent.", body = Problem),
+        (status = 409, description = "No downgrade scheduled (`no_downgrade`), the period already ended (`downgrade_under_way`), not deployed, or another action in progress.", body = Problem),
+        AuthErrors, UpstreamErrors,
+    )
+)]
+#[delete("/agents/{id}/subscription/downgrade")]
+pub async fn withdraw_downgrade(
+    auth: CustomerAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let allowed = state.settings.billing.allow_downgrade;
+    let action = BillingAction::WithdrawDowngrade;
+    act(auth, state, req, id.into_inner(), action, allowed).await
 }
 
 /// Renews an expired subscription (charged), or takes back a pending cancellation (free).

@@ -45,6 +45,8 @@ pub fn customer(cfg: &mut ServiceConfig<'_>) {
         .service(billing::get_subscription)
         .service(billing::upgrade)
         .service(billing::cancel)
+        .service(billing::downgrade)
+        .service(billing::withdraw_downgrade)
         .service(billing::renew)
         .service(billing::buy_credits);
 }
@@ -68,6 +70,8 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_agent_actions::update_any_agent)
         .service(admin_agent_actions::upgrade_any_agent)
         .service(admin_agent_actions::cancel_any_agent)
+        .service(admin_agent_actions::downgrade_any_agent)
+        .service(admin_agent_actions::withdraw_downgrade_any_agent)
         .service(admin_agent_actions::renew_any_agent)
         .service(admin_agent_actions::buy_credits_any_agent)
         .service(admin_batches::create_batch)

@@ -84,6 +84,12 @@ pub struct Instance {
     pub topup_armed: bool,
     /// Times the stuck sweep handed it back to a job.
     pub requeues: i32,
+    /// A downgrade scheduled at the period end (its cancel is recorded with it): the plan the
+    /// agent comes back on, on a new Wiro instance.
+    #[sqlx(try_from = "Option<String>")]
+    pub downgrade_to: OptionalPlan,
+    /// Which Wiro instance of the agent this is (0: the first; each downgrade adds one).
+    pub generation: i32,
     /// When `state` last changed.
     pub state_changed_at: DateTime<Utc>,
     /// Created.
@@ -105,6 +111,17 @@ impl TryFrom<Option<String>> for OptionalCancelSource {
             .map(|s| s.parse())
             .transpose()
             .map(OptionalCancelSource)
+    }
+}
+
+/// A nullable [`Plan`] column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OptionalPlan(pub Option<Plan>);
+
+impl TryFrom<Option<String>> for OptionalPlan {
+    type Error = String;
+    fn try_from(value: Option<String>) -> std::result::Result<Self, String> {
+        value.map(|s| s.parse()).transpose().map(OptionalPlan)
     }
 }
 
@@ -138,7 +155,7 @@ const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, titl
     missing_connections, connection_poll_until, deleted_at, pending_config, subscription_plan, subscription_status, subscription_period_end, \
     cancel_at_period_end, cancel_source, cancels_at, subscription_amount_cents, monthly_credits, \
     extra_credits, last_error, failed_step, step_failures, error_restarts, last_error_restart_at, \
-    topup_armed, requeues, state_changed_at, created_at, updated_at, version";
+    topup_armed, requeues, downgrade_to, generation, state_changed_at, created_at, updated_at, version";
 
 /// What an order creates.
 #[derive(Clone, Debug)]
@@ -317,6 +334,8 @@ pub struct Change {
     pub cancel_source: Option<Option<CancelSource>>,
     /// When the cancelled subscription ends.
     pub cancels_at: Option<Option<DateTime<Utc>>>,
+    /// A scheduled downgrade (always with a recorded cancel).
+    pub downgrade_to: Option<Option<Plan>>,
     /// Subscription price.
     pub subscription_amount_cents: Option<Option<i64>>,
     /// Monthly credits.
@@ -412,6 +431,10 @@ pub async fn update(
     );
     set!("cancels_at", change.cancels_at);
     set!(
+        "downgrade_to",
+        change.downgrade_to.map(|p| p.map(Plan::as_str))
+    );
+    set!(
         "subscription_amount_cents",
         change.subscription_amount_cents
     );
@@ -433,7 +456,7 @@ pub async fn update(
 /// Deployed instances whose subscription needs the renewal sweep: expired, ending within
 /// `horizon`, or holding a suspension's cancellation (to take back once the customer is active
 /// again). An expired subscription a customer or ops cancelled, whose agent is stopped, needs
-/// nothing more.
+/// nothing more — unless the cancel was a downgrade's (its new instance is due).
 ///
 /// # Errors
 /// Database errors.
@@ -447,7 +470,8 @@ pub async fn renewal_candidates(
            AND (subscription_status = 'expired' OR subscription_period_end <= $1
                 OR (cancel_at_period_end AND cancel_source = 'suspension'))
            AND NOT (subscription_status = 'expired' AND cancel_at_period_end
-                    AND cancel_source IN ('customer', 'ops') AND state = 'stopped')
+                    AND cancel_source IN ('customer', 'ops') AND state = 'stopped'
+                    AND (downgrade_to IS NULL OR deleted_at IS NOT NULL))
          ORDER BY subscription_period_end NULLS FIRST, id"
     );
     Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
@@ -523,6 +547,73 @@ pub async fn set_deployed(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The agent's next Wiro instance, on `plan` at `price_cents` (a downgrade whose period
+/// ended): its current guid goes to `instance_generations`, and the agent starts over as a
+/// `pending` order of the same id, title and desired state with `pending_config` to send —
+/// no subscription, cancel or credits of the old instance carried. Only from `version`, with
+/// a downgrade still scheduled; `None` otherwise (someone else moved first).
+///
+/// # Errors
+/// Database errors.
+pub async fn begin_generation(
+    conn: &mut sqlx::PgConnection,
+    id: InstanceId,
+    version: i64,
+    plan: Plan,
+    price_cents: i64,
+    pending_config: Option<Vec<u8>>,
+) -> Result<Option<Instance>> {
+    let kept = sqlx::query(
+        "INSERT INTO instance_generations (instance_id, generation, wiro_guid, plan, reason)
+         SELECT id, generation, wiro_guid, plan, 'downgrade' FROM instances
+         WHERE id = $1 AND version = $2 AND wiro_guid IS NOT NULL AND downgrade_to IS NOT NULL",
+    )
+    .bind(id)
+    .bind(version)
+    .execute(&mut *conn)
+    .await?;
+    if kept.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let sql = format!(
+        "UPDATE instances SET
+             wiro_guid = NULL, wiro_status = NULL, generation = generation + 1,
+             plan = $3, price_cents = $4, pending_config = $5,
+             state = 'pending', state_changed_at = now(), requeues = 0,
+             setup_required = TRUE, missing_credentials = '{{}}', missing_connections = '{{}}',
+             connection_poll_until = NULL,
+             subscription_plan = NULL, subscription_status = NULL, subscription_period_end = NULL,
+             subscription_amount_cents = NULL, cancel_at_period_end = FALSE, cancel_source = NULL,
+             cancels_at = NULL, downgrade_to = NULL, monthly_credits = NULL, extra_credits = NULL,
+             last_error = NULL, failed_step = NULL, step_failures = 0, error_restarts = 0,
+             last_error_restart_at = NULL, topup_armed = TRUE,
+             version = version + 1, updated_at = now()
+         WHERE id = $1 AND version = $2
+         RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(version)
+        .bind(plan.as_str())
+        .bind(price_cents)
+        .bind(pending_config)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// The Wiro guids an agent had before its current one, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn earlier_guids(conn: impl PgExecutor<'_>, id: InstanceId) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT wiro_guid FROM instance_generations WHERE instance_id = $1 ORDER BY generation",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The instance, locked for the rest of the transaction.

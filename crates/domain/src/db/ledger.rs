@@ -55,9 +55,14 @@ pub struct NewCharge<'a> {
     pub estimated: bool,
 }
 
-/// The reference of an instance's deploy charge.
-pub fn deploy_reference(instance: InstanceId) -> String {
-    format!("deploy:{instance}")
+/// The reference of the deploy charge of an agent's `generation`-th Wiro instance (the first
+/// is `deploy:<instance>`; one after a downgrade `deploy:<instance>:<generation>`).
+pub fn deploy_reference(instance: InstanceId, generation: i32) -> String {
+    if generation == 0 {
+        format!("deploy:{instance}")
+    } else {
+        format!("deploy:{instance}:{generation}")
+    }
 }
 
 /// The reference of the renewal that paid for the period ending at `period_end`: whoever first

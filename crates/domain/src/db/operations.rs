@@ -111,8 +111,9 @@ pub struct NewOperation<'a> {
 /// Database errors other than that conflict.
 pub async fn begin(conn: impl PgExecutor<'_>, new: NewOperation<'_>) -> Result<Option<Operation>> {
     let sql = format!(
-        "INSERT INTO operations (id, instance_id, kind, state, worker, lease_until, detail, actor, request_id)
-         VALUES ($1, $2, $3, 'calling', $4, now() + $5 * interval '1 millisecond', $6, $7, $8)
+        "INSERT INTO operations (id, instance_id, kind, state, worker, lease_until, detail, actor, request_id, generation)
+         VALUES ($1, $2, $3, 'calling', $4, now() + $5 * interval '1 millisecond', $6, $7, $8,
+                 (SELECT generation FROM instances WHERE id = $2))
          ON CONFLICT (instance_id, flight) WHERE state IN ('calling', 'unknown') AND flight IS NOT NULL
          DO NOTHING
          RETURNING {COLUMNS}"
@@ -177,6 +178,20 @@ pub async fn in_flight(
         .bind(flight)
         .fetch_optional(conn)
         .await?)
+}
+
+/// True while any operation on `instance` (of any kind, message sends included) is unresolved.
+///
+/// # Errors
+/// Database errors.
+pub async fn any_unresolved(conn: impl PgExecutor<'_>, instance: InstanceId) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM operations
+                        WHERE instance_id = $1 AND state IN ('calling', 'unknown'))",
+    )
+    .bind(instance)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Unresolved operations whose lease has run out, oldest first: the settle sweep's work.

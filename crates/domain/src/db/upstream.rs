@@ -66,13 +66,15 @@ pub async fn record_foreign(conn: impl PgExecutor<'_>, wiro_guid: &str) -> Resul
     Ok(())
 }
 
-/// Which of `guids` we know: mapped to an order, a contained duplicate, or foreign.
+/// Which of `guids` we know: mapped to an order, an agent's earlier instance (before a
+/// downgrade), a contained duplicate, or foreign.
 ///
 /// # Errors
 /// Database errors.
 pub async fn known(conn: impl PgExecutor<'_>, guids: &[String]) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT wiro_guid FROM instances WHERE wiro_guid = ANY($1)
+         UNION SELECT wiro_guid FROM instance_generations WHERE wiro_guid = ANY($1)
          UNION SELECT wiro_guid FROM upstream_duplicates WHERE wiro_guid = ANY($1)
          UNION SELECT wiro_guid FROM upstream_foreign WHERE wiro_guid = ANY($1)",
     )

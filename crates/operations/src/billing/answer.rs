@@ -106,6 +106,7 @@ pub(crate) fn outcome<'a>(
         cancel_at_period_end: Some(false),
         cancel_source: Some(None),
         cancels_at: Some(None),
+        downgrade_to: Some(None),
         ..Change::default()
     };
     let outcome = match answer {
@@ -116,7 +117,12 @@ pub(crate) fn outcome<'a>(
         }
         Answer::UndoCancel => {
             effects.change = clear_cancel;
-            done(ActionResult::CancelUndone, 0, None)
+            let result = if snapshot.downgrade {
+                ActionResult::DowngradeWithdrawn
+            } else {
+                ActionResult::CancelUndone
+            };
+            done(result, 0, None)
         }
         Answer::Upgraded(amount) => {
             effects.charges.push(charge(
@@ -144,9 +150,15 @@ pub(crate) fn outcome<'a>(
                 cancel_at_period_end: Some(true),
                 cancel_source: Some(snapshot.cancel_source),
                 cancels_at: Some(cancels_at),
+                downgrade_to: Some(snapshot.downgrade.then_some(Plan::Starter)),
                 ..Change::default()
             };
-            done(ActionResult::Cancelled, 0, cancels_at)
+            let result = if snapshot.downgrade {
+                ActionResult::DowngradeScheduled
+            } else {
+                ActionResult::Cancelled
+            };
+            done(result, 0, cancels_at)
         }
     };
     let settlement = Settlement {

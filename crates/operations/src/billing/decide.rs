@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub pack_credits: Option<i64>,
     /// Who asked for a cancellation.
     pub cancel_source: Option<CancelSource>,
+    /// The cancel schedules a downgrade (or the undo withdraws one).
+    #[serde(default)]
+    pub downgrade: bool,
 }
 
 impl Snapshot {
@@ -61,9 +64,11 @@ pub(super) struct Plan {
 pub(super) fn flight_kind(action: BillingAction) -> OperationKind {
     match action {
         BillingAction::ExtraCredits { .. } => OperationKind::ExtraCredits,
-        BillingAction::Renew | BillingAction::Upgrade | BillingAction::Cancel { .. } => {
-            OperationKind::Renew
-        }
+        BillingAction::Renew
+        | BillingAction::Upgrade
+        | BillingAction::Cancel { .. }
+        | BillingAction::Downgrade { .. }
+        | BillingAction::WithdrawDowngrade => OperationKind::Renew,
     }
 }
 
@@ -133,6 +138,64 @@ pub(super) fn decide(
             snapshot.pack = Some(pack);
             snapshot.pack_credits = Some(price.credits);
             plan(OperationKind::ExtraCredits, snapshot)
+        }
+        BillingAction::Cancel { .. } if current.downgrade_to.0.is_some() => {
+            return Err(BillingError::Pointless(
+                "downgrade_pending",
+                "a downgrade is scheduled at the period end; withdraw it before cancelling".into(),
+            ));
+        }
+        BillingAction::Downgrade { .. } if current.downgrade_to.0.is_some() => Plan {
+            kind: OperationKind::Cancel,
+            snapshot,
+            already: Some(ActionOutcome {
+                result: ActionResult::DowngradeScheduled,
+                charged_cents: 0,
+                cancels_at: current.cancels_at,
+            }),
+        },
+        BillingAction::Downgrade { .. } if sub.is_none_or(|s| s.plan_tier() != "pro") => {
+            return Err(BillingError::Pointless(
+                "not_pro",
+                "only an agent on the Pro plan can be downgraded".into(),
+            ));
+        }
+        BillingAction::Downgrade { .. } if !active => {
+            return Err(BillingError::Pointless(
+                "subscription_required",
+                "the subscription is not active; there is no period end to downgrade at".into(),
+            ));
+        }
+        BillingAction::Downgrade { .. } if current.cancel_at_period_end => {
+            return Err(BillingError::Pointless(
+                "cancel_pending",
+                "the subscription is already cancelled at the period end; renew it (take the \
+                 cancel back) before scheduling a downgrade"
+                    .into(),
+            ));
+        }
+        BillingAction::Downgrade { source } => {
+            snapshot.cancel_source = Some(source);
+            snapshot.downgrade = true;
+            plan(OperationKind::Cancel, snapshot)
+        }
+        BillingAction::WithdrawDowngrade if current.downgrade_to.0.is_none() => {
+            return Err(BillingError::Pointless(
+                "no_downgrade",
+                "no downgrade is scheduled for this agent".into(),
+            ));
+        }
+        BillingAction::WithdrawDowngrade if !active => {
+            // The period ended: the switch to the new plan is under way.
+            return Err(BillingError::Pointless(
+                "downgrade_under_way",
+                "the period has ended; the downgrade is under way and can no longer be withdrawn"
+                    .into(),
+            ));
+        }
+        BillingAction::WithdrawDowngrade => {
+            snapshot.downgrade = true;
+            plan(OperationKind::UndoCancel, snapshot)
         }
         BillingAction::Cancel { .. } if active && current.cancel_at_period_end => Plan {
             kind: OperationKind::Cancel,

@@ -41,6 +41,14 @@ pub enum BillingAction {
         /// Who asked: decides who may take it back.
         source: CancelSource,
     },
+    /// Pro → Starter at the period end (Wiro: "cancel and re-deploy"): cancel now, remembering
+    /// the plan to come back on; the renewal sweep deploys it when the period ends.
+    Downgrade {
+        /// Who asked.
+        source: CancelSource,
+    },
+    /// Take back a scheduled downgrade before the period ends: the cancel is undone (free).
+    WithdrawDowngrade,
 }
 
 /// What an action came to.
@@ -57,6 +65,10 @@ pub enum ActionResult {
     CreditsAdded,
     /// The subscription ends at period end.
     Cancelled,
+    /// The subscription ends at period end, and the agent comes back on Starter then.
+    DowngradeScheduled,
+    /// A scheduled downgrade was taken back: the plan goes on as before.
+    DowngradeWithdrawn,
 }
 
 /// The settled outcome of a billing operation, as stored on it (`operations.result`).

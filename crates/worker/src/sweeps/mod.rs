@@ -2,6 +2,7 @@
 //! missed tick costs nothing and a duplicate one finds nothing left to do.
 
 pub mod customer_status;
+mod downgrade;
 pub mod purge;
 pub mod reconcile;
 pub mod renewals;

@@ -3,7 +3,8 @@
 //! carry a cancellation of ours, this sweep refreshes what Wiro shows (booking any renewal it
 //! reveals) and handles what is left:
 //!
-//! - active customer: renew an expired plan (RenewSubscription) — unless a customer's or ops'
+//! - active customer: bring an agent whose downgrade's period ended back on its new plan
+//!   (`downgrade`); renew an expired plan (RenewSubscription) — unless a customer's or ops'
 //!   cancellation ended it: a customer's wish is never reversed by our jobs — or take back a
 //!   suspension's cancellation, and start the agent again if it should run. "Insufficient wallet balance" parks the renewal with the
 //!   required and available amounts in an operator alert.
@@ -19,7 +20,7 @@ use operations::billing::{self, ActionResult, BillingAction, BillingError};
 use operations::protocol::Requester;
 use wiro_client::WiroError;
 
-use super::{Statuses, for_each, refresh, restart, stop};
+use super::{Statuses, downgrade, for_each, refresh, restart, stop};
 
 /// What a renewal sweep did.
 #[derive(Debug, Default)]
@@ -68,7 +69,10 @@ async fn renew_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> a
                 Some(CancelSource::Customer | CancelSource::Ops)
             );
             let suspension_cancel = instance.cancelled_by() == Some(CancelSource::Suspension);
-            if expired && wished_to_end {
+            if expired && instance.downgrade_to.0.is_some() && instance.deleted_at.is_none() {
+                // A downgrade's period ended: the agent comes back on its new plan.
+                downgrade::switch(ctx, &instance).await?;
+            } else if expired && wished_to_end {
                 // The cancellation took effect: the agent stays stopped.
                 stop(ctx, &instance).await?;
             } else if expired || suspension_cancel {
