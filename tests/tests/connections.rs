@@ -359,4 +359,23 @@ async fn the_catalog_says_which_groups_connect_and_how_and_filters_like_wiro(poo
     assert_eq!(slugs(&ads), ["ads-manager"]);
     let none = app.get("/v1/catalog?search=no-such-thing", &token).await;
     assert!(slugs(&none).is_empty());
+
+    // Paging as Wiro's `start` and `limit`: the pages add up to the whole list, in order.
+    let all = app.get("/v1/catalog", &token).await;
+    let total: usize = all.headers["x-total-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(total, slugs(&all).len());
+    assert!(total > 2);
+    let first = app.get("/v1/catalog?limit=2", &token).await;
+    let rest = app.get("/v1/catalog?start=2&limit=1000", &token).await;
+    assert_eq!(first.headers["x-total-count"], total.to_string().as_str());
+    assert_eq!([slugs(&first), slugs(&rest)].concat(), slugs(&all));
+    for bad in ["limit=0", "limit=1001", "start=-1"] {
+        let refused = app.get(&format!("/v1/catalog?{bad}"), &token).await;
+        assert_eq!(refused.status, reqwest::StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(refused.code(), "bad_query");
+    }
 }

@@ -30,7 +30,9 @@ pub struct AgentView {
     /// Display title.
     pub title: String,
     /// Our state: pending, deploying, configuring, awaiting_credentials, awaiting_connection,
-    /// starting, running, stopping, stopped or failed.
+    /// starting, running, out_of_credits (credits ran out; the operator's top-up policy acts
+    /// and the agent starts again by itself once credits are back), stopping, stopped or
+    /// failed.
     #[schema(value_type = String, example = "running")]
     pub state: InstanceState,
     /// What the agent should be: running or stopped.

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod settled;
 pub mod startup;
 pub mod state;
+pub mod webhook_events;
 
 pub use startup::{Application, openapi};
 pub use state::AppState;

@@ -20,13 +20,14 @@ use crate::error::Problem;
         license(name = "Apache-2.0"),
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem)),
+    components(schemas(Problem, crate::webhook_events::WebhookEvent)),
     tags(
         (name = "catalog", description = "Agent templates on offer."),
         (name = "agents", description = "A customer's agents: order, configure, start, stop."),
         (name = "messages", description = "Talking to an agent."),
         (name = "billing", description = "Subscriptions and credits."),
         (name = "admin", description = "Ops: customers, all agents, bulk orders, ledger, audit, jobs."),
+        (name = "webhooks", description = "Ops: signed webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) to your SaaS, their events and delivery log. Every request body is a `WebhookEvent`; each type is version 1, and a breaking change gets a new type sent next to the old one."),
         (name = "health", description = "Liveness, readiness, metrics."),
     )
 )]

@@ -155,6 +155,7 @@ pub async fn set_desired_state(
             | InstanceState::Stopped
             | InstanceState::Starting
             | InstanceState::Stopping
+            | InstanceState::OutOfCredits
     );
     if settled {
         // A stopped agent whose account was disconnected waits for it again instead of
@@ -262,6 +263,39 @@ pub async fn connection_started(
     Ok(())
 }
 
+/// What the agent runtime answers, instead of an answer, once both credit pools are empty.
+pub const CREDIT_LIMIT_REPLY: &str = "[SYSTEM_CREDIT_LIMIT_REACHED]";
+
+/// A reply carried [`CREDIT_LIMIT_REPLY`]: a running (or starting) agent goes to
+/// `out_of_credits`, and its job applies the top-up policy at once. True when it moved.
+///
+/// # Errors
+/// Database errors.
+pub async fn credits_exhausted(pool: &sqlx::PgPool, id: InstanceId) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let instance = lock(&mut tx, id, None).await?;
+    if !matches!(
+        instance.state,
+        InstanceState::Running | InstanceState::Starting
+    ) {
+        return Ok(false);
+    }
+    let change = Change {
+        last_error: Some(Some(format!("the agent answered {CREDIT_LIMIT_REPLY}"))),
+        ..Change::to(InstanceState::OutOfCredits)
+    };
+    if instances::update(&mut *tx, id, instance.version, change)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    jobs::enqueue_provision(&mut tx, &[id]).await?;
+    tx.commit().await?;
+    tracing::info!(instance = %id, "out of credits");
+    Ok(true)
+}
+
 /// After a customer disconnected a required account: a running (or starting) agent goes back
 /// to waiting for it; a stopped one remembers it, so starting it waits too.
 ///
@@ -324,6 +358,7 @@ pub async fn delete(
             | InstanceState::Starting
             | InstanceState::Stopped
             | InstanceState::AwaitingConnection
+            | InstanceState::OutOfCredits
     ) {
         change.state = Some(InstanceState::Stopping);
     }

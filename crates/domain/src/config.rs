@@ -50,6 +50,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// OAuth connections of agents.
     pub connections: ConnectionSettings,
+    /// Signed outbound webhooks.
+    pub webhooks: WebhookSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -61,6 +63,56 @@ pub struct ConnectionSettings {
     /// Origins (`scheme://host[:port]`, `:*` for any port) a customer's OAuth redirect URL may
     /// point to: Wiro sends the browser straight there, so nothing else is accepted.
     pub allowed_redirect_origins: Vec<String>,
+}
+
+/// `[webhooks]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Allow endpoints on private, loopback and link-local addresses, and plain http (a
+    /// receiver on the operator's own machine; `reseller up` sets it). Off: refused (SSRF).
+    pub allow_private_targets: bool,
+    /// One delivery attempt's bound (connect and answer).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Waits before each retry after a failed attempt; when they run out the delivery fails
+    /// and its endpoint is disabled (with an ops alert) if nothing reached it meanwhile.
+    #[serde(with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// How long a rotated-out secret keeps signing next to the new one.
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace: Duration,
+    /// How often an idle dispatcher looks for due deliveries.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Deliveries one dispatcher claims and sends at once.
+    pub batch: u32,
+}
+
+/// A list of human-readable durations (`["5s", "5m"]`).
+mod durations {
+    use std::time::Duration;
+
+    use humantime_serde::re::humantime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            value
+                .iter()
+                .map(|d| humantime::format_duration(*d).to_string()),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| {
+                humantime::parse_duration(text)
+                    .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+            })
+            .collect()
+    }
 }
 
 /// `[database]`.
@@ -474,6 +526,18 @@ impl Settings {
         {
             // The message already names the key and the entry.
             return Err(ConfigError(e.to_string()));
+        }
+        if self.webhooks.timeout.is_zero() || self.webhooks.batch == 0 {
+            return bad(
+                "webhooks.timeout / webhooks.batch",
+                "must be greater than zero".into(),
+            );
+        }
+        if self.webhooks.retry_schedule.len() > 20 {
+            return bad(
+                "webhooks.retry_schedule",
+                "at most 20 retries (each failed delivery waits through all of them)".into(),
+            );
         }
         if self.api.batch_body_limit_bytes < self.api.body_limit_bytes {
             return bad(

@@ -17,6 +17,7 @@ pub mod model;
 pub mod orders;
 pub mod reseal;
 pub mod sealed;
+pub mod webhooks;
 
 pub use config::Settings;
 pub use error::{Error, Result};

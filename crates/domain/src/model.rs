@@ -95,6 +95,10 @@ text_enum!(
         Starting => "starting",
         /// Running on Wiro.
         Running => "running",
+        /// Its credits ran out (`[SYSTEM_CREDIT_LIMIT_REACHED]`, or Start refused with `No
+        /// credits available`): the top-up policy acts at once, and the agent starts again by
+        /// itself once Wiro shows credits.
+        OutOfCredits => "out_of_credits",
         /// Stop was called; waiting for Stopped.
         Stopping => "stopping",
         /// Stopped on purpose.

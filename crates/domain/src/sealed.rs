@@ -172,6 +172,39 @@ impl Sealer {
         Ok(out)
     }
 
+    /// Seals a secret (a webhook endpoint's `whsec_…`) for `owner` with the current key, in
+    /// the same format as credentials.
+    ///
+    /// # Errors
+    /// Only if sealing fails (it does not).
+    pub fn seal_secret(&self, owner: uuid::Uuid, secret: &str) -> Result<Vec<u8>> {
+        let config = PendingConfig {
+            credentials: CredentialValues(std::collections::BTreeMap::from([(
+                "secret".to_owned(),
+                std::collections::BTreeMap::from([(
+                    "value".to_owned(),
+                    serde_json::Value::String(secret.to_owned()),
+                )]),
+            )])),
+            custom_skills: Vec::new(),
+        };
+        self.seal(InstanceId(owner), &config)
+    }
+
+    /// Opens what [`Sealer::seal_secret`] sealed for `owner`.
+    ///
+    /// # Errors
+    /// As [`Sealer::open`]; [`Error::Corrupt`] when it holds no secret.
+    pub fn open_secret(&self, owner: uuid::Uuid, sealed: &[u8]) -> Result<String> {
+        self.open(InstanceId(owner), sealed)?
+            .credentials
+            .0
+            .get("secret")
+            .and_then(|fields| fields.get("value"))
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| Error::Corrupt(format!("the sealed secret of {owner} holds no secret")))
+    }
+
     /// True when `sealed` was sealed with the current key (nothing to re-seal).
     pub fn is_current(&self, sealed: &[u8]) -> bool {
         sealed.first() == Some(&VERSION) && sealed.get(1..=KEY_ID_LEN) == Some(&self.current.id)

@@ -29,7 +29,7 @@ pub struct TestApp {
     /// Settings in use.
     pub settings: Arc<Settings>,
     http: reqwest::Client,
-    _stop_worker: Option<oneshot::Sender<()>>,
+    worker: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -127,14 +127,7 @@ pub async fn spawn_app_with(
     let metrics_address = format!("http://{}", metrics_listener.local_addr().unwrap());
     let metrics = api::metrics::serve_internal(metrics_listener, pool.clone()).expect("metrics");
     tokio::spawn(metrics);
-    let stop_worker = with_worker.then(|| {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let ctx = crate::services_shared(&pool, &settings, "e2e-worker");
-        tokio::spawn(worker::runner::run(ctx, async move {
-            let _ = stopped.await;
-        }));
-        stop
-    });
+    let worker = with_worker.then(|| spawn_worker(&pool, &settings));
     TestApp {
         address,
         metrics_address,
@@ -142,12 +135,44 @@ pub async fn spawn_app_with(
         sim,
         settings,
         http: reqwest::Client::new(),
-        _stop_worker: stop_worker,
+        worker,
         server,
     }
 }
 
+/// The real worker (every queue, the webhook dispatcher) on `pool`, until told to stop.
+fn spawn_worker(
+    pool: &PgPool,
+    settings: &Arc<Settings>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let ctx = crate::services_shared(pool, settings, "e2e-worker");
+    let handle = tokio::spawn(async move {
+        let _ = worker::runner::run(ctx, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    (stop, handle)
+}
+
 impl TestApp {
+    /// Stops the worker and waits until it has stopped (a crash as far as unfinished work is
+    /// concerned: what it had not done is left in the database).
+    pub async fn stop_worker(&mut self) {
+        if let Some((stop, handle)) = self.worker.take() {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+    }
+
+    /// Starts a (new) worker.
+    pub fn start_worker(&mut self) {
+        if self.worker.is_none() {
+            self.worker = Some(spawn_worker(&self.pool, &self.settings));
+        }
+    }
+
     /// A customer token for `sub`.
     pub fn customer_token(&self, sub: &str) -> String {
         api::auth::mint(&self.settings, sub, None).expect("token")

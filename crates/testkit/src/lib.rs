@@ -10,6 +10,7 @@
 pub mod app;
 pub mod harness;
 pub mod process;
+pub mod receiver;
 
 use std::sync::Arc;
 use std::time::Duration;

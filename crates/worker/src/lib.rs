@@ -5,5 +5,6 @@ pub mod jobs;
 pub mod provision;
 pub mod runner;
 pub mod sweeps;
+pub mod webhooks;
 
 pub use operations::{Services, unique_worker_name};

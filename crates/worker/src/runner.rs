@@ -121,13 +121,18 @@ pub async fn run(
             });
         }
     }
-    monitor
+    let (stop_webhooks, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::webhooks::run(ctx.clone(), stopped));
+    let monitored = monitor
         .shutdown_timeout(ctx.settings.worker.shutdown_timeout)
         .run_with_signal(async move {
             shutdown.await;
             Ok(())
         })
-        .await?;
+        .await;
+    let _ = stop_webhooks.send(true);
+    let _ = dispatcher.await;
+    monitored?;
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -138,4 +143,5 @@ pub fn fast_timings(settings: &mut domain::Settings) {
     settings.worker.heartbeat_interval = Duration::from_millis(500);
     settings.worker.missed_heartbeats = 2;
     settings.worker.poll_interval = Duration::from_millis(100);
+    settings.webhooks.poll_interval = Duration::from_millis(50);
 }

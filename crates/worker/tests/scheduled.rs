@@ -416,8 +416,26 @@ async fn two_workers_ticking_the_schedules_make_one_sweep_per_tick_and_one_renew
         per_key.iter().all(|(_, n)| *n == 1),
         "one sweep per tick: {per_key:?}"
     );
+    // The schedulers are gone: what their sweeps left (a renewal whose answer a loaded
+    // machine lost, a restart not yet made) is what the next settle and reconcile sweeps
+    // finish, so run those until every agent runs.
+    let deadline = tokio::time::Instant::now() + SETTLE;
     for id in ids {
-        wait_for(&h.pool, id, &[InstanceState::Running], SETTLE).await;
+        loop {
+            let instance = instances::get(&h.pool, id).await.unwrap().unwrap();
+            if instance.state == InstanceState::Running {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} stuck in {} (last error: {:?})",
+                instance.state,
+                instance.last_error
+            );
+            operations::settle::sweep(&h.ctx).await.unwrap();
+            reconcile::run(&h.ctx).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     assert_eq!(
         sim_charges(&h, "renewal"),

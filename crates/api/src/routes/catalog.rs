@@ -157,6 +157,34 @@ pub struct CatalogQuery {
     pub search: Option<String>,
     /// Only templates in this category.
     pub category: Option<String>,
+    /// At most this many templates, 1–1000 (as Wiro's `limit`; default: all that match).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Skip this many matching templates first (as Wiro's `start`; default 0).
+    #[param(minimum = 0)]
+    pub start: Option<i64>,
+}
+
+impl CatalogQuery {
+    /// `(start, limit)` as a slice window.
+    ///
+    /// # Errors
+    /// 400 `bad_query` naming the value out of range.
+    fn window(&self) -> Result<(usize, usize), ApiError> {
+        let start = match self.start {
+            Some(n) if n < 0 => return Err(ApiError::bad_query("start: must be 0 or more")),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => 0,
+        };
+        let limit = match self.limit {
+            Some(n) if !(1..=1000).contains(&n) => {
+                return Err(ApiError::bad_query("limit: must be 1 to 1000"));
+            }
+            Some(n) => n as usize,
+            None => usize::MAX,
+        };
+        Ok((start, limit))
+    }
 }
 
 /// The templates on offer.
@@ -165,7 +193,9 @@ pub struct CatalogQuery {
     security(("bearer" = [])),
     params(CatalogQuery),
     responses(
-        (status = 200, description = "Active templates with plans and prices.", body = Vec<TemplateView>),
+        (status = 200, description = "Active templates with plans and prices, in Wiro's order; `start` and `limit` page through them.", body = Vec<TemplateView>,
+         headers(("X-Total-Count" = i64, description = "Templates matching `search` and `category`, before paging."))),
+        (status = 400, description = "`start` or `limit` out of range (`bad_query`).", body = crate::error::Problem),
         AuthErrors, UpstreamErrors,
     )
 )]
@@ -177,6 +207,7 @@ pub async fn list_catalog(
 ) -> ApiResult<HttpResponse> {
     // The whole catalog is cached (it is small); Wiro's own search and category filters are
     // applied to it here, the same way, without a call per query.
+    let (start, limit) = query.window()?;
     let list = state.catalog.list(state.wiro()).await?;
     let search = query.search.as_deref().map(str::to_lowercase);
     let matches = |a: &CatalogAgent| {
@@ -192,12 +223,17 @@ pub async fn list_catalog(
     };
     let none = Packs::new();
     let packs = &state.settings.billing.packs;
-    Ok(HttpResponse::Ok().json(
-        list.iter()
-            .filter(|a| matches(a))
-            .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), false))
-            .collect::<Vec<_>>(),
-    ))
+    let matching: Vec<&CatalogAgent> = list.iter().filter(|a| matches(a)).collect();
+    let total = matching.len();
+    let page: Vec<TemplateView> = matching
+        .into_iter()
+        .skip(start)
+        .take(limit)
+        .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), false))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Total-Count", total.to_string()))
+        .json(page))
 }
 
 /// One template, with the credential fields it needs.

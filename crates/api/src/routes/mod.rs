@@ -8,6 +8,7 @@ pub mod admin_batches;
 pub mod admin_customers;
 pub mod admin_limits;
 pub mod admin_records;
+pub mod admin_webhooks;
 pub mod agents;
 pub mod billing;
 pub mod catalog;
@@ -82,6 +83,15 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_records::retry_job)
         .service(admin_alerts::list_alerts)
         .service(admin_alerts::resolve_alert)
+        .service(admin_webhooks::create_endpoint)
+        .service(admin_webhooks::list_endpoints)
+        .service(admin_webhooks::get_endpoint)
+        .service(admin_webhooks::update_endpoint)
+        .service(admin_webhooks::delete_endpoint)
+        .service(admin_webhooks::rotate_secret)
+        .service(admin_webhooks::list_events)
+        .service(admin_webhooks::get_event)
+        .service(admin_webhooks::replay_event)
         .service(admin_alerts::forecast);
 }
 

@@ -14,6 +14,7 @@ pub mod operations;
 pub mod queue;
 pub mod topups;
 pub mod upstream;
+pub mod webhooks;
 
 /// The largest page any list returns.
 pub const MAX_PAGE: i64 = 500;

@@ -8,6 +8,7 @@
 
 mod configure;
 mod connection;
+mod credits;
 mod deploy;
 mod retire;
 mod start;
@@ -67,6 +68,7 @@ pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
             }
             InstanceState::Configuring => configure::run(ctx, &instance).await?,
             InstanceState::AwaitingConnection => connection::run(ctx, &instance).await?,
+            InstanceState::OutOfCredits => credits::run(ctx, &instance).await?,
             InstanceState::Starting | InstanceState::Stopping => start::run(ctx, &instance).await?,
             InstanceState::AwaitingCredentials
             | InstanceState::Running

@@ -163,6 +163,15 @@ async fn call_start(ctx: &Services, instance: &Instance, guid: &str) -> anyhow::
                 transition(ctx, instance, change).await?;
                 Ok(Action::Finish(Step::Continue))
             }
+            Some(WiroError::NoCreditsAvailable) => {
+                // Both credit pools are empty: the top-up policy acts in the next step.
+                let change = Change {
+                    last_error: Some(Some(e.to_string())),
+                    ..Change::to(InstanceState::OutOfCredits)
+                };
+                transition(ctx, instance, change).await?;
+                Ok(Action::Finish(Step::Continue))
+            }
             Some(WiroError::SetupIncomplete) => {
                 transition(
                     ctx,

@@ -57,6 +57,21 @@ pub async fn run(ctx: &Services) -> anyhow::Result<TopupReport> {
     })
 }
 
+/// The policy for one agent now, outside the schedule (its credits ran out): the same rules
+/// as the sweep — one action per threshold crossing, the monthly cap, the Starter policy.
+///
+/// # Errors
+/// Database and upstream failures.
+pub(crate) async fn top_up_now(ctx: &Services, id: domain::ids::InstanceId) -> anyhow::Result<()> {
+    if ctx.settings.billing.topup_threshold <= 0 {
+        return Ok(());
+    }
+    let Some(instance) = instances::get(&ctx.pool, id).await? else {
+        return Ok(());
+    };
+    top_up_one(ctx, instance, &Statuses::new(&ctx.pool)).await
+}
+
 async fn top_up_one(ctx: &Services, instance: Instance, statuses: &Statuses) -> anyhow::Result<()> {
     if statuses.get(instance.customer_id).await? != CustomerStatus::Active {
         return Ok(());

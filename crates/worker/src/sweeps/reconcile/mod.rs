@@ -39,8 +39,9 @@ pub struct ReconcileReport {
     pub missing: usize,
     /// Customers over their monthly spending limit (alerted to ops).
     pub over_limit: usize,
-    /// Agents waiting for an OAuth connection, handed to their job to ask Wiro again.
-    pub awaiting_connection: usize,
+    /// Agents waiting for an OAuth connection or for credits, handed to their job to ask Wiro
+    /// again.
+    pub waiting: usize,
     /// Items that failed (retried next sweep).
     pub failures: usize,
 }
@@ -112,17 +113,22 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         }
     }
     unmapped::cancel_pending_duplicates(ctx).await?;
-    // A customer may connect long after the job stopped polling: each waiting agent's job
-    // asks Wiro's Status once more.
+    // A customer may connect long after the job stopped polling, and credits come back with
+    // a renewal or a pack bought by hand: each waiting agent's job asks Wiro once more.
     let waiting: Vec<_> = ours
         .iter()
-        .filter(|i| i.state == InstanceState::AwaitingConnection)
+        .filter(|i| {
+            matches!(
+                i.state,
+                InstanceState::AwaitingConnection | InstanceState::OutOfCredits
+            )
+        })
         .map(|i| i.id)
         .collect();
     if !waiting.is_empty() {
         let mut conn = ctx.pool.acquire().await?;
         domain::jobs::enqueue_provision(&mut conn, &waiting).await?;
-        report.awaiting_connection = waiting.len();
+        report.waiting = waiting.len();
     }
     // Renewals booked above may take a customer over its limit; we cannot refuse them, so
     // ops hear about it.
