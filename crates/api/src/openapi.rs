@@ -29,6 +29,7 @@ use crate::error::Problem;
         (name = "admin", description = "Ops: customers, all agents, bulk orders, ledger, audit, jobs."),
         (name = "webhooks", description = "Ops: signed webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) to your SaaS, their events and delivery log. Every request body is a `WebhookEvent`; each type is version 1, and a breaking change gets a new type sent next to the old one."),
         (name = "health", description = "Liveness, readiness, metrics."),
+        (name = "wiro", description = "Called by Wiro, not by customers: message callbacks (only with `wiro.callback_base_url`)."),
     )
 )]
 pub struct ApiDoc;
@@ -64,7 +65,9 @@ pub fn finish(openapi: &mut Document) {
         };
         for (path, item) in &mut openapi.paths.paths {
             // Customers' mutating requests pass their rate bucket first.
-            let rate_limited = path.starts_with("/v1/") && !path.starts_with("/v1/admin");
+            let rate_limited = path.starts_with("/v1/")
+                && !path.starts_with("/v1/admin")
+                && !path.starts_with("/v1/wiro/");
             for (mutating, operation) in [
                 (false, &mut item.get),
                 (true, &mut item.post),

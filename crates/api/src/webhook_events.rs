@@ -105,6 +105,22 @@ pub struct Charged {
     pub reference: String,
 }
 
+/// `message.completed` and `message.failed`: a message sent to an agent ended (learnt from
+/// Wiro's callback, confirmed by Message/Detail, or by polling). Read the answer at
+/// `GET /v1/agents/{agent_id}/messages/{message_id}`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct MessageFinished {
+    /// The agent.
+    #[serde(flatten)]
+    pub agent: AgentFacts,
+    /// The message (Wiro's message guid).
+    pub message_id: String,
+    /// Its session.
+    pub session: String,
+    /// When we learnt it ended.
+    pub finished_at: DateTime<Utc>,
+}
+
 /// `alert.raised`, `subscription.renewal_parked` and `credits.low`: an ops alert.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AlertRaised {
@@ -222,6 +238,22 @@ pub enum WebhookEvent {
         timestamp: DateTime<Utc>,
         /// The agent.
         data: AgentFacts,
+    },
+    /// The agent answered a message (`agent_end`).
+    #[serde(rename = "message.completed")]
+    MessageCompleted {
+        /// Committed at.
+        timestamp: DateTime<Utc>,
+        /// The message.
+        data: MessageFinished,
+    },
+    /// A message failed or was cancelled (`agent_error`, `agent_cancel`).
+    #[serde(rename = "message.failed")]
+    MessageFailed {
+        /// Committed at.
+        timestamp: DateTime<Utc>,
+        /// The message.
+        data: MessageFinished,
     },
     /// An ops alert was raised.
     #[serde(rename = "alert.raised")]

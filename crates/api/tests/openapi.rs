@@ -25,7 +25,8 @@ fn the_committed_spec_is_in_sync_with_the_code() {
 #[test]
 fn every_operation_documents_its_answers_and_needs_auth_unless_public() {
     let spec = serde_json::to_value(api::openapi()).unwrap();
-    let public = ["/healthz", "/readyz"];
+    // Wiro's message callbacks carry no token of ours but an unguessable per-message one.
+    let public = ["/healthz", "/readyz", "/v1/wiro/callbacks/{token}"];
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (status, response) in op["responses"].as_object().unwrap() {

@@ -162,6 +162,18 @@ pub struct WiroSettings {
     /// Allows a plain-http `base_url` that is not loopback (a simulator in another container).
     #[serde(default)]
     pub allow_insecure_upstream: bool,
+    /// Our public base URL as Wiro can reach it (`https://reseller.example.com`). When set,
+    /// every Message/Send carries a `callbackurl` to us with an unguessable per-message token,
+    /// and replies arrive without polling; empty: replies are learnt by polling.
+    #[serde(default)]
+    pub callback_base_url: String,
+    /// How often pending messages are polled with Message/Detail (the only way without a
+    /// callback URL; a safety net, after `reply_callback_grace`, with one).
+    #[serde(with = "humantime_serde")]
+    pub reply_poll_interval: Duration,
+    /// With a callback URL, how long a message waits for its callback before it is polled.
+    #[serde(with = "humantime_serde")]
+    pub reply_callback_grace: Duration,
 }
 
 /// `[api]`.
@@ -511,6 +523,24 @@ impl Settings {
         {
             return bad(
                 "database.api_acquire_timeout / database.worker_acquire_timeout",
+                "must be greater than zero".into(),
+            );
+        }
+        if !self.wiro.callback_base_url.is_empty() {
+            match url::Url::parse(&self.wiro.callback_base_url) {
+                Ok(url) if matches!(url.scheme(), "https" | "http") && url.query().is_none() => {}
+                Ok(_) => {
+                    return bad(
+                        "wiro.callback_base_url",
+                        "must be an http(s) URL without a query".into(),
+                    );
+                }
+                Err(e) => return bad("wiro.callback_base_url", e.to_string()),
+            }
+        }
+        if self.wiro.reply_poll_interval.is_zero() {
+            return bad(
+                "wiro.reply_poll_interval",
                 "must be greater than zero".into(),
             );
         }

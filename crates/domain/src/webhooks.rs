@@ -27,7 +27,7 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const SECRET_PREFIX: &str = "whsec_";
 
 /// Every event type we emit (the `type` of a payload; a breaking change gets a new one).
-pub const EVENT_TYPES: [&str; 13] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "agent.state_changed",
     "agent.running",
     "agent.failed",
@@ -40,6 +40,8 @@ pub const EVENT_TYPES: [&str; 13] = [
     "credits.low",
     "credits.topped_up",
     "credits.exhausted",
+    "message.completed",
+    "message.failed",
     "alert.raised",
 ];
 

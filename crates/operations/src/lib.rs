@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod messages;
 pub mod observe;
 pub mod protocol;
+pub mod replies;
 pub mod services;
 pub mod settle;
 

@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 use wiro_client::Outcome;
 use wiro_client::models::{HistoryRequest, SendMessageRequest};
 
+use domain::db::messages::NewMessage;
+use rand::RngCore as _;
+
 use crate::Services;
 use crate::protocol::{self, Effects, Evidence, Judged, KeyClaim, Requester};
 
@@ -50,6 +53,26 @@ struct Snapshot {
     guid: String,
     session: String,
     text_sha256: String,
+    /// The fingerprint (hex) of the message's callback token, when it carries a callback URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_fp: Option<String>,
+}
+
+/// A message's callback: the URL Wiro calls and the fingerprint we keep of its token.
+fn callback(services: &Services) -> Option<(String, Vec<u8>)> {
+    let base = services
+        .settings
+        .wiro
+        .callback_base_url
+        .trim_end_matches('/');
+    if base.is_empty() {
+        return None;
+    }
+    let mut token = [0u8; 32];
+    rand::rng().fill_bytes(&mut token);
+    let token = hex::encode(token);
+    let fp = services.sealer.fingerprint(token.as_bytes());
+    Some((format!("{base}/v1/wiro/callbacks/{token}"), fp))
 }
 
 fn digest(text: &str) -> String {
@@ -69,10 +92,12 @@ pub async fn send(
     who: Requester<'_>,
     key: Option<KeyClaim<'_>>,
 ) -> Result<(OperationId, Sent), SendError> {
+    let callback = callback(services);
     let snapshot = Snapshot {
         guid: wiro_guid.to_owned(),
         session: session.to_owned(),
         text_sha256: digest(text),
+        callback_fp: callback.as_ref().map(|(_, fp)| hex::encode(fp)),
     };
     let intent = NewOperation {
         instance: instance.id,
@@ -90,7 +115,7 @@ pub async fn send(
         useragentguid: wiro_guid.to_owned(),
         message: text.to_owned(),
         sessionkey: Some(session.to_owned()),
-        callbackurl: None,
+        callbackurl: callback.map(|(url, _)| url),
     };
     match held.client(services).send_message(&request).await {
         Ok(answer) => {
@@ -103,6 +128,7 @@ pub async fn send(
                 &held.op,
                 instance,
                 &sent,
+                snapshot.callback_fp.as_deref(),
                 OperationState::Succeeded,
             )
             .await?;
@@ -129,8 +155,17 @@ async fn settle_sent(
     op: &Operation,
     instance: &Instance,
     sent: &Sent,
+    callback_fp: Option<&str>,
     state: OperationState,
 ) -> domain::Result<bool> {
+    let callback_fp = callback_fp.and_then(|fp| hex::decode(fp).ok());
+    let wiro = &services.settings.wiro;
+    // With a callback, the poller is only the safety net for a callback Wiro gave up on.
+    let first_poll = if callback_fp.is_some() {
+        wiro.reply_callback_grace
+    } else {
+        wiro.reply_poll_interval
+    };
     let settlement = Settlement {
         state,
         wiro_guid: Some(sent.message_id.clone()),
@@ -138,7 +173,14 @@ async fn settle_sent(
         error: None,
     };
     let effects = Effects {
-        message: Some((&sent.message_id, instance.customer_id, &sent.session)),
+        message: Some(NewMessage {
+            wiro_guid: &sent.message_id,
+            instance: instance.id,
+            customer: instance.customer_id,
+            session: &sent.session,
+            callback_fp: callback_fp.as_deref(),
+            first_poll,
+        }),
         ..Effects::default()
     };
     protocol::settle(services, op, settlement, effects).await
@@ -187,6 +229,15 @@ pub async fn judge(services: &Services, op: &Operation) -> domain::Result<Judged
         message_id: guid.clone(),
         session: snapshot.session,
     };
-    settle_sent(services, op, &instance, &sent, OperationState::Adopted).await?;
+    let callback_fp = snapshot.callback_fp.as_deref();
+    settle_sent(
+        services,
+        op,
+        &instance,
+        &sent,
+        callback_fp,
+        OperationState::Adopted,
+    )
+    .await?;
     Ok(Judged::Settled)
 }

@@ -22,7 +22,7 @@ use domain::db::instances::{self, Change};
 use domain::db::ledger::{self, NewCharge};
 use domain::db::operations::{self, NewOperation, Operation, Settlement};
 use domain::db::{alerts, idempotency, messages};
-use domain::ids::{CustomerId, OperationId};
+use domain::ids::OperationId;
 use domain::model::{OperationKind, OperationState};
 use serde_json::json;
 use tokio::time::Instant;
@@ -148,8 +148,8 @@ pub struct Effects<'a> {
     pub observation: Option<&'a UserAgent>,
     /// Our own facts to change on the instance (cancel record, plan...).
     pub change: Change,
-    /// A message the operation sent: `(guid, customer, session)`.
-    pub message: Option<(&'a str, CustomerId, &'a str)>,
+    /// A message the operation sent.
+    pub message: Option<messages::NewMessage<'a>>,
     /// A Deploy's instance: `(guid, status, end of the period it paid for)`.
     pub deployed: Option<(&'a str, i16, Option<DateTime<Utc>>)>,
 }
@@ -201,8 +201,8 @@ pub async fn settle(
             }
         }
     }
-    if let Some((guid, customer, session)) = effects.message {
-        messages::record(&mut *tx, guid, op.instance_id, customer, session).await?;
+    if let Some(message) = effects.message {
+        messages::record(&mut *tx, message).await?;
     }
     alerts::resolve(&mut *tx, "operation_in_doubt", &subject(op.id)).await?;
     audit::record(

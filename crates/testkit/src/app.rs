@@ -85,8 +85,37 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 /// The app with a custom simulator, settings tweak and optional worker.
 pub async fn spawn_app_with(
     test_pool: PgPool,
-    mut sim_config: SimConfig,
+    sim_config: SimConfig,
     tweak: impl FnOnce(&mut Settings),
+    with_worker: bool,
+) -> TestApp {
+    spawn(test_pool, sim_config, |s, _| tweak(s), with_worker).await
+}
+
+/// The app (with its worker) giving Wiro its own address for message callbacks
+/// (`wiro.callback_base_url`), with a settings tweak.
+pub async fn spawn_app_calling_back(
+    test_pool: PgPool,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let sim = SimConfig::with_account(crate::WIRO_KEY, 100_000.0);
+    spawn(
+        test_pool,
+        sim,
+        |s, address| {
+            s.wiro.callback_base_url = address.to_owned();
+            tweak(s);
+        },
+        true,
+    )
+    .await
+}
+
+/// The app; `tweak` sees the settings and the address the API will listen on.
+async fn spawn(
+    test_pool: PgPool,
+    mut sim_config: SimConfig,
+    tweak: impl FnOnce(&mut Settings, &str),
     with_worker: bool,
 ) -> TestApp {
     apalis_postgres::PostgresStorage::setup(&test_pool)
@@ -96,8 +125,13 @@ pub async fn spawn_app_with(
     let sim = SimServer::start(sim_config, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("simulator");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("address").port()
+    );
     let mut settings = crate::settings_for(&sim);
-    tweak(&mut settings);
+    tweak(&mut settings, &address);
     let settings = Arc::new(settings);
     // Sized and timed like `reseller api`'s pool, on the test's database.
     let pool = domain::db::connect::pool_options(
@@ -118,9 +152,7 @@ pub async fn spawn_app_with(
         rate_limits: Arc::new(api::rate_limits::RateLimits::new(&settings.limits)),
         settings: settings.clone(),
     };
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let app = Application::build(state, listener, 1).expect("app");
-    let address = format!("http://127.0.0.1:{}", app.port());
     let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     let metrics_listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -23,7 +23,9 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use wiro_sim::SimServer;
 
-pub use app::{Answer, TestApp, instagram_credentials, spawn_app, spawn_app_with};
+pub use app::{
+    Answer, TestApp, instagram_credentials, spawn_app, spawn_app_calling_back, spawn_app_with,
+};
 pub use harness::*;
 
 /// The simulator account every harness uses.

@@ -3,6 +3,7 @@
 
 pub mod jobs;
 pub mod provision;
+pub mod replies;
 pub mod runner;
 pub mod sweeps;
 pub mod webhooks;

@@ -121,8 +121,10 @@ pub async fn run(
             });
         }
     }
-    let (stop_webhooks, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(crate::webhooks::run(ctx.clone(), stopped));
+    // Two loops next to the queues: the webhook dispatcher and the reply poller.
+    let (stop_loops, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::webhooks::run(ctx.clone(), stopped.clone()));
+    let poller = tokio::spawn(crate::replies::run(ctx.clone(), stopped));
     let monitored = monitor
         .shutdown_timeout(ctx.settings.worker.shutdown_timeout)
         .run_with_signal(async move {
@@ -130,8 +132,9 @@ pub async fn run(
             Ok(())
         })
         .await;
-    let _ = stop_webhooks.send(true);
+    let _ = stop_loops.send(true);
     let _ = dispatcher.await;
+    let _ = poller.await;
     monitored?;
     tracing::info!("worker stopped");
     Ok(())

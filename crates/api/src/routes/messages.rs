@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
-use domain::agents::{self, CREDIT_LIMIT_REPLY};
 use domain::db::instances::Instance;
 use domain::db::messages as message_map;
 use domain::ids::InstanceId;
@@ -275,10 +274,8 @@ pub async fn get_message(
             .message_detail(&MessageRef::guid(&message_id))
             .await
             .map_err(|e| ApiError::upstream(&e, false))?;
-        if message.status.is_terminal() && message.response.contains(CREDIT_LIMIT_REPLY) {
-            // The agent's credits ran out: its job applies the top-up policy now.
-            agents::credits_exhausted(&state.pool, InstanceId(id)).await?;
-        }
+        // What the customer sees is recorded too (its end, and a credit-limit reply).
+        operations::replies::record(&state.pool, &message, InstanceId(id)).await?;
         if message.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(MessageView::from(message)));
         }

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod connections;
 pub mod health;
 pub mod messages;
+pub mod wiro_callbacks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -49,7 +50,8 @@ pub fn customer(cfg: &mut ServiceConfig<'_>) {
         .service(billing::downgrade)
         .service(billing::withdraw_downgrade)
         .service(billing::renew)
-        .service(billing::buy_credits);
+        .service(billing::buy_credits)
+        .service(wiro_callbacks::message_callback);
 }
 
 /// Ops routes under `/v1/admin`.

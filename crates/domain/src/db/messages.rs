@@ -7,28 +7,119 @@ use sqlx::PgExecutor;
 use crate::error::Result;
 use crate::ids::{CustomerId, InstanceId};
 
-/// Records a message we sent for `customer` on `instance`.
+/// A message just sent, to record.
+#[derive(Clone, Copy, Debug)]
+pub struct NewMessage<'a> {
+    /// Wiro's message guid.
+    pub wiro_guid: &'a str,
+    /// The agent.
+    pub instance: InstanceId,
+    /// Its customer.
+    pub customer: CustomerId,
+    /// The session key.
+    pub session: &'a str,
+    /// The fingerprint of its callback token, when it carries a callback URL.
+    pub callback_fp: Option<&'a [u8]>,
+    /// When the reply poller first looks at it.
+    pub first_poll: std::time::Duration,
+}
+
+/// Records a message we sent.
 ///
 /// # Errors
 /// Database errors.
-pub async fn record(
-    conn: impl PgExecutor<'_>,
-    wiro_guid: &str,
-    instance: InstanceId,
-    customer: CustomerId,
-    session: &str,
-) -> Result<()> {
+pub async fn record(conn: impl PgExecutor<'_>, new: NewMessage<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO messages (wiro_guid, instance_id, customer_id, session) VALUES ($1, $2, $3, $4)
+        "INSERT INTO messages (wiro_guid, instance_id, customer_id, session, callback_fp, next_poll_at)
+         VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')
          ON CONFLICT (wiro_guid) DO NOTHING",
     )
-    .bind(wiro_guid)
-    .bind(instance)
-    .bind(customer)
-    .bind(session)
+    .bind(new.wiro_guid)
+    .bind(new.instance)
+    .bind(new.customer)
+    .bind(new.session)
+    .bind(new.callback_fp)
+    .bind(new.first_poll.as_millis() as f64)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The message whose callback token has fingerprint `fp`: `(guid, agent)`.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_callback(
+    conn: impl PgExecutor<'_>,
+    fp: &[u8],
+) -> Result<Option<(String, InstanceId)>> {
+    Ok(
+        sqlx::query_as("SELECT wiro_guid, instance_id FROM messages WHERE callback_fp = $1")
+            .bind(fp)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// How a message ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `agent_end`.
+    Completed,
+    /// `agent_error` or `agent_cancel`.
+    Failed,
+}
+
+/// Records how `wiro_guid` ended, once (its `message.completed` / `message.failed` event is
+/// written with it by the trigger). True when this call recorded it.
+///
+/// # Errors
+/// Database errors.
+pub async fn finish(conn: impl PgExecutor<'_>, wiro_guid: &str, outcome: Outcome) -> Result<bool> {
+    let outcome = match outcome {
+        Outcome::Completed => "completed",
+        Outcome::Failed => "failed",
+    };
+    let done = sqlx::query(
+        "UPDATE messages SET outcome = $2, finished_at = now(), next_poll_at = NULL
+         WHERE wiro_guid = $1 AND outcome IS NULL",
+    )
+    .bind(wiro_guid)
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Claims up to `limit` messages due for a poll, pushing their next poll `interval` away;
+/// messages older than `give_up` are no longer polled. Returns `(guid, agent)`.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim_polls(
+    conn: impl PgExecutor<'_>,
+    limit: i64,
+    interval: std::time::Duration,
+    give_up: std::time::Duration,
+) -> Result<Vec<(String, InstanceId)>> {
+    Ok(sqlx::query_as(
+        "WITH due AS (
+             SELECT wiro_guid FROM messages
+             WHERE next_poll_at IS NOT NULL AND next_poll_at <= now()
+             ORDER BY next_poll_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+         polled AS (
+             UPDATE messages m
+             SET next_poll_at = CASE WHEN m.created_at < now() - $3 * interval '1 millisecond'
+                                     THEN NULL ELSE now() + $2 * interval '1 millisecond' END
+             FROM due WHERE m.wiro_guid = due.wiro_guid
+             RETURNING m.wiro_guid, m.instance_id, m.next_poll_at)
+         SELECT wiro_guid, instance_id FROM polled WHERE next_poll_at IS NOT NULL",
+    )
+    .bind(limit)
+    .bind(interval.as_millis() as f64)
+    .bind(give_up.as_millis() as f64)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// True when `customer` sent `wiro_guid` on `instance`.
