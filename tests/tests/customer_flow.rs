@@ -24,7 +24,8 @@ async fn a_customer_orders_an_agent_chats_with_it_sets_credentials_and_stops_it(
     );
     let template = app.get("/v1/catalog/instagram-manager", &token).await;
     assert_eq!(template.body["credentials"][0]["group"], "instagram");
-    assert_eq!(template.body["plans"][0]["price_cents"], 900);
+    assert_eq!(template.body["plans"][0]["price_minor"], 900);
+    assert_eq!(template.body["plans"][0]["currency"], "USD");
 
     let agent = app.order_instagram(&token).await;
     assert_eq!(agent["state"], "pending");

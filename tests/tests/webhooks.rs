@@ -427,3 +427,53 @@ async fn private_targets_and_unknown_event_types_are_refused(pool: PgPool) {
     let listed = app.get("/v1/admin/webhook-endpoints", &ops).await;
     assert_eq!(listed.body["items"], json!([]), "nothing was created");
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_bulk_batch_reports_its_completion_once(pool: PgPool) {
+    let app = app_with_schedule(pool, &[100]).await;
+    let receiver = Receiver::start().await;
+    let secret = subscribe(&app, &receiver, Some(&["batch.completed"])).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let batch = app
+        .post(
+            "/v1/admin/provisioning-batches",
+            &app.ops_token(),
+            &json!({"key": "webhook-batch", "items": [
+                {"customer": "batch-a", "template": "email-assistant", "plan": "starter", "title": "A"},
+                {"customer": "batch-b", "template": "email-assistant", "plan": "pro", "title": "B"},
+                {"customer": "batch-c", "template": "instagram-manager", "plan": "starter", "title": "C"}
+            ]}),
+        )
+        .await;
+    assert!(batch.status.is_success(), "{:?}", batch.body);
+    let received = receiver.wait_for(|r| !r.is_empty()).await;
+    let event = received[0].json();
+    assert_documented(&received[0]);
+    Webhook::new(&secret)
+        .unwrap()
+        .verify(&received[0].body, &received[0].headers)
+        .unwrap();
+    assert_eq!(event["data"]["batch_id"], batch.body["id"]);
+    assert_eq!(event["data"]["total"], 3);
+    // Two run; the Instagram order waits for its credentials (the batch carried none).
+    assert_eq!(event["data"]["counts"]["running"], 2, "{event}");
+    assert_eq!(
+        event["data"]["counts"]["awaiting_credentials"], 1,
+        "{event}"
+    );
+    // Later steps of its agents do not complete it again.
+    let a = app.customer_token("batch-a");
+    let agents = app.get("/v1/agents", &a).await;
+    let id = agents.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.post(&format!("/v1/agents/{id}/stop"), &a, &json!({}))
+        .await;
+    app.wait_for_state(&a, &id, "stopped").await;
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE type = 'batch.completed'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(events, 1);
+}

@@ -28,6 +28,7 @@ use crate::error::Problem;
         (name = "billing", description = "Subscriptions and credits."),
         (name = "admin", description = "Ops: customers, all agents, bulk orders, ledger, audit, jobs."),
         (name = "webhooks", description = "Ops: signed webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`) to your SaaS, their events and delivery log. Every request body is a `WebhookEvent`; each type is version 1, and a breaking change gets a new type sent next to the old one."),
+        (name = "pricing", description = "Ops: the retail price list and customers' monthly statements."),
         (name = "health", description = "Liveness, readiness, metrics."),
         (name = "wiro", description = "Called by Wiro, not by customers: message callbacks (only with `wiro.callback_base_url`)."),
     )

@@ -121,6 +121,21 @@ pub struct MessageFinished {
     pub finished_at: DateTime<Utc>,
 }
 
+/// `batch.completed`: every order of a bulk batch has left the in-progress states.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BatchCompleted {
+    /// The batch (`GET /v1/admin/provisioning-batches/{batch_id}`).
+    pub batch_id: Uuid,
+    /// Its idempotency key, if it had one.
+    pub key: Option<String>,
+    /// Orders in it.
+    pub total: i64,
+    /// Who submitted it.
+    pub created_by: String,
+    /// Orders per state when it completed (`running`, `failed`, `awaiting_credentials`...).
+    pub counts: std::collections::BTreeMap<String, i64>,
+}
+
 /// `alert.raised`, `subscription.renewal_parked` and `credits.low`: an ops alert.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AlertRaised {
@@ -254,6 +269,14 @@ pub enum WebhookEvent {
         timestamp: DateTime<Utc>,
         /// The message.
         data: MessageFinished,
+    },
+    /// A bulk batch's orders all settled.
+    #[serde(rename = "batch.completed")]
+    BatchCompleted {
+        /// Committed at.
+        timestamp: DateTime<Utc>,
+        /// The batch.
+        data: BatchCompleted,
     },
     /// An ops alert was raised.
     #[serde(rename = "alert.raised")]

@@ -52,6 +52,8 @@ pub struct Settings {
     pub connections: ConnectionSettings,
     /// Signed outbound webhooks.
     pub webhooks: WebhookSettings,
+    /// Retail prices: what the SaaS's customers owe.
+    pub pricing: PricingSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -63,6 +65,20 @@ pub struct ConnectionSettings {
     /// Origins (`scheme://host[:port]`, `:*` for any port) a customer's OAuth redirect URL may
     /// point to: Wiro sends the browser straight there, so nothing else is accepted.
     pub allowed_redirect_origins: Vec<String>,
+}
+
+/// `[pricing]`: the operator's retail price list (ops can override it at
+/// `/v1/admin/price-list`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSettings {
+    /// ISO 4217 code of every retail price.
+    pub currency: String,
+    /// Where the list has no price: Wiro's wholesale amount plus this percent.
+    pub default_markup_percent: u32,
+    /// Per template slug (or `*`): `starter`, `pro`, `package1`... → minor units.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
 }
 
 /// `[webhooks]`.
@@ -556,6 +572,24 @@ impl Settings {
         {
             // The message already names the key and the entry.
             return Err(ConfigError(e.to_string()));
+        }
+        if let Err(e) = crate::pricing::check_currency(&self.pricing.currency) {
+            return bad("pricing.currency", e.to_string());
+        }
+        if self.pricing.default_markup_percent > 10_000 {
+            return bad("pricing.default_markup_percent", "at most 10000".into());
+        }
+        for (template, items) in &self.pricing.templates {
+            for (item, amount) in items {
+                if let Err(e) =
+                    crate::pricing::check_price(template, item, *amount, &self.pricing.currency)
+                {
+                    return bad(
+                        &format!("pricing.templates.{template}.{item}"),
+                        e.to_string(),
+                    );
+                }
+            }
         }
         if self.webhooks.timeout.is_zero() || self.webhooks.batch == 0 {
             return bad(

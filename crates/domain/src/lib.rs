@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod orders;
+pub mod pricing;
 pub mod reseal;
 pub mod sealed;
 pub mod webhooks;

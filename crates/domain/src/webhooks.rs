@@ -27,7 +27,7 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const SECRET_PREFIX: &str = "whsec_";
 
 /// Every event type we emit (the `type` of a payload; a breaking change gets a new one).
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 16] = [
     "agent.state_changed",
     "agent.running",
     "agent.failed",
@@ -43,6 +43,7 @@ pub const EVENT_TYPES: [&str; 15] = [
     "message.completed",
     "message.failed",
     "alert.raised",
+    "batch.completed",
 ];
 
 /// A fresh secret in its text form: `whsec_` and 32 random bytes in base64.

@@ -74,6 +74,8 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     )
     .await?;
     runtime::require_migrated(&pool).await?;
+    // The configured price list is what the ledger's trigger prices charges with.
+    domain::pricing::sync_from_config(&pool, &settings.pricing).await?;
     let (app, addr) = start_api(&settings, &pool)?;
     let handle = app.handle();
     let metrics = start_metrics("api.metrics_listen", &settings.api.metrics_listen, &pool)?;
@@ -104,6 +106,8 @@ pub async fn worker_only(settings: Settings) -> anyhow::Result<()> {
     )
     .await?;
     runtime::require_migrated(&pool).await?;
+    // The configured price list is what the ledger's trigger prices charges with.
+    domain::pricing::sync_from_config(&pool, &settings.pricing).await?;
     let ctx = runtime::job_context(
         &settings,
         &pool,

@@ -83,6 +83,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     domain::migrate(&pool).await?;
+    domain::pricing::sync_from_config(&pool, &settings.pricing).await?;
     let (app, addr) = serve::start_api(&settings, &pool)?;
     let api = app.handle();
     // One process, one registry: the API's internal listener serves the worker's metrics too.

@@ -144,6 +144,9 @@ async fn spawn(
     ))
     .await
     .expect("pool");
+    domain::pricing::sync_from_config(&pool, &settings.pricing)
+        .await
+        .expect("price list");
     let state = AppState {
         pool: pool.clone(),
         services: crate::services_shared(&pool, &settings, "api-test"),
@@ -255,6 +258,12 @@ impl TestApp {
     /// POST with a JSON body.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
         self.request(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.request(Method::PUT, path, Some(token), Some(body), &[])
             .await
     }
 

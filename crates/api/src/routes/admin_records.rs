@@ -66,7 +66,7 @@ pub struct LedgerQuery {
 /// The most rows one CSV export holds.
 const CSV_MAX_ROWS: i64 = 100_000;
 
-fn wants_csv(req: &HttpRequest) -> bool {
+pub(crate) fn wants_csv(req: &HttpRequest) -> bool {
     req.headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, get, web};
 use domain::config::PackPrice;
 use domain::model::Pack;
+use domain::pricing::PriceBook;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wiro_client::models::CatalogAgent;
@@ -38,13 +39,16 @@ pub struct TemplateView {
     pub credentials: Option<Vec<CredentialGroupView>>,
 }
 
-/// A price.
+/// A price, as the operator sells it (retail).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PriceView {
     /// `starter`, `pro`, or a pack name (`package1`...).
     pub name: String,
-    /// Price in cents.
-    pub price_cents: i64,
+    /// The price in minor units of `currency` (cents for USD): the operator's price list, or
+    /// its markup where the list has none.
+    pub price_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
     /// Credits included.
     pub credits: i64,
 }
@@ -93,11 +97,23 @@ fn connection(group: &str) -> Option<ConnectionSpec> {
 /// The packs the operator sells for a template (Wiro documents no field carrying them).
 type Packs = BTreeMap<Pack, PackPrice>;
 
-fn view(agent: &CatalogAgent, packs: &Packs, with_credentials: bool) -> TemplateView {
-    let price = |name: &str, p: &wiro_client::models::PlanPrice| PriceView {
-        name: name.to_owned(),
-        price_cents: (p.price * 100.0).round() as i64,
-        credits: p.credits,
+fn view(
+    agent: &CatalogAgent,
+    packs: &Packs,
+    book: &PriceBook,
+    with_credentials: bool,
+) -> TemplateView {
+    let retail = |name: &str, wholesale_cents: i64, credits: i64| {
+        let (price_minor, currency) = book.retail(&agent.slug, name, wholesale_cents);
+        PriceView {
+            name: name.to_owned(),
+            price_minor,
+            currency,
+            credits,
+        }
+    };
+    let price = |name: &str, p: &wiro_client::models::PlanPrice| {
+        retail(name, (p.price * 100.0).round() as i64, p.credits)
     };
     let mut plans = Vec::new();
     if let Some(p) = &agent.pricing.starter {
@@ -139,11 +155,7 @@ fn view(agent: &CatalogAgent, packs: &Packs, with_credentials: bool) -> Template
         plans,
         extra_credit_packs: packs
             .iter()
-            .map(|(pack, p)| PriceView {
-                name: pack.as_str().to_owned(),
-                price_cents: p.price_cents,
-                credits: p.credits,
-            })
+            .map(|(pack, p)| retail(pack.as_str(), p.price_cents, p.credits))
             .collect(),
         credentials,
     }
@@ -223,13 +235,14 @@ pub async fn list_catalog(
     };
     let none = Packs::new();
     let packs = &state.settings.billing.packs;
+    let book = PriceBook::load(&state.pool).await?;
     let matching: Vec<&CatalogAgent> = list.iter().filter(|a| matches(a)).collect();
     let total = matching.len();
     let page: Vec<TemplateView> = matching
         .into_iter()
         .skip(start)
         .take(limit)
-        .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), false))
+        .map(|a| view(a, packs.get(&a.slug).unwrap_or(&none), &book, false))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header(("X-Total-Count", total.to_string()))
@@ -268,5 +281,6 @@ pub async fn get_template(
         .get(&agent.slug)
         .cloned()
         .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(view(&agent, &packs, true)))
+    let book = PriceBook::load(&state.pool).await?;
+    Ok(HttpResponse::Ok().json(view(&agent, &packs, &book, true)))
 }

@@ -7,11 +7,13 @@ pub mod admin_alerts;
 pub mod admin_batches;
 pub mod admin_customers;
 pub mod admin_limits;
+pub mod admin_pricing;
 pub mod admin_records;
 pub mod admin_webhooks;
 pub mod agents;
 pub mod billing;
 pub mod catalog;
+pub mod charges;
 pub mod connections;
 pub mod health;
 pub mod messages;
@@ -51,6 +53,7 @@ pub fn customer(cfg: &mut ServiceConfig<'_>) {
         .service(billing::withdraw_downgrade)
         .service(billing::renew)
         .service(billing::buy_credits)
+        .service(charges::list_charges)
         .service(wiro_callbacks::message_callback);
 }
 
@@ -85,6 +88,10 @@ pub fn admin(cfg: &mut ServiceConfig<'_>) {
         .service(admin_records::retry_job)
         .service(admin_alerts::list_alerts)
         .service(admin_alerts::resolve_alert)
+        .service(admin_pricing::get_price_list)
+        .service(admin_pricing::set_price)
+        .service(admin_pricing::remove_price)
+        .service(admin_pricing::customer_statement)
         .service(admin_webhooks::create_endpoint)
         .service(admin_webhooks::list_endpoints)
         .service(admin_webhooks::get_endpoint)

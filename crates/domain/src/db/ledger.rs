@@ -30,6 +30,11 @@ pub struct LedgerEntry {
     pub operation_id: Option<OperationId>,
     /// The amount is our computation, not Wiro's answer.
     pub estimated: bool,
+    /// What the customer owes for it (retail, from the price list when it was booked), in
+    /// minor units of `currency`.
+    pub retail_amount_minor: Option<i64>,
+    /// ISO 4217 code of the retail amount.
+    pub currency: Option<String>,
     /// When recorded.
     pub created_at: DateTime<Utc>,
 }
@@ -132,7 +137,7 @@ pub async fn list(
 ) -> Result<Vec<LedgerEntry>> {
     Ok(sqlx::query_as::<_, LedgerEntry>(
         "SELECT id, customer_id, instance_id, kind, amount_cents, reference, wiro_guid, operation_id,
-                estimated, created_at
+                estimated, retail_amount_minor, currency, created_at
          FROM ledger_entries
          WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::timestamptz IS NULL OR created_at >= $2)
            AND ($3::timestamptz IS NULL OR created_at < $3) AND ($4::bigint IS NULL OR id > $4)

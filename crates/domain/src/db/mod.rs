@@ -11,6 +11,7 @@ pub mod instances;
 pub mod ledger;
 pub mod messages;
 pub mod operations;
+pub mod pricing;
 pub mod queue;
 pub mod topups;
 pub mod upstream;

@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub pack_credits: Option<i64>,
     /// Who asked for a cancellation.
     pub cancel_source: Option<CancelSource>,
+    /// Pro's price minus Starter's, in cents (an upgrade: what its proration is a share of;
+    /// the retail price is prorated by the same share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wholesale_diff_cents: Option<i64>,
     /// The cancel schedules a downgrade (or the undo withdraws one).
     #[serde(default)]
     pub downgrade: bool,
@@ -118,6 +122,7 @@ pub(super) fn decide(
         }
         BillingAction::Upgrade => {
             snapshot.expected_cents = proration(pre);
+            snapshot.wholesale_diff_cents = plan_difference(pre);
             plan(OperationKind::Upgrade, snapshot)
         }
         BillingAction::ExtraCredits { .. } if !active => {
@@ -211,6 +216,14 @@ pub(super) fn decide(
             plan(OperationKind::Cancel, snapshot)
         }
     })
+}
+
+/// Pro's price minus Starter's, in cents, from Detail's `agent.pricing`.
+fn plan_difference(agent: &UserAgent) -> Option<i64> {
+    let pricing = agent.agent.as_ref()?.pricing.as_ref()?;
+    Some(cents(
+        pricing.pro.as_ref()?.price - pricing.starter.as_ref()?.price,
+    ))
 }
 
 /// What UpgradePlan charges, as Wiro computes it: the price difference for the days left,
