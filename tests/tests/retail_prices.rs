@@ -228,3 +228,74 @@ async fn ops_change_the_price_list_and_bad_prices_or_months_are_refused(pool: Pg
         .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
 }
+
+/// The business clock's `YYYY-MM` now.
+async fn business_month(app: &TestApp) -> String {
+    domain::db::clock::now(&app.pool)
+        .await
+        .unwrap()
+        .format("%Y-%m")
+        .to_string()
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn months_follow_the_one_business_clock_that_tests_move_with_wiros(pool: PgPool) {
+    let app = spawn_app_with(
+        pool,
+        SimConfig::with_account(testkit::WIRO_KEY, 100_000.0),
+        // One starter order (500 cents) fits this month's limit; a second does not.
+        |s| s.limits.monthly_spend_cents = 800,
+        true,
+    )
+    .await;
+    let token = app.customer_token("monthly");
+    let first_month = business_month(&app).await;
+    let id = app
+        .running_agent(&token, "email-assistant", "starter")
+        .await;
+    let order = json!({"template": "email-assistant", "plan": "starter", "title": "second"});
+    let refused = app.post("/v1/agents", &token, &order).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
+
+    // A month later for Wiro and for us: the plan renews, the renewal is next month's charge,
+    // and the month's spending starts again.
+    app.advance_days(31).await;
+    app.run_sweeps(&[SweepKind::Reconcile]).await;
+    let next_month = business_month(&app).await;
+    assert_ne!(next_month, first_month);
+    let customer_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM customers WHERE external_id = 'monthly'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let ops = app.ops_token();
+    let kinds = |statement: &Value| -> Vec<String> {
+        statement["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = app
+        .get(
+            &format!("/v1/admin/customers/{customer_id}/statement?month={first_month}"),
+            &ops,
+        )
+        .await;
+    assert_eq!(kinds(&first.body), ["deploy"]);
+    let second = app
+        .get(
+            &format!("/v1/admin/customers/{customer_id}/statement?month={next_month}"),
+            &ops,
+        )
+        .await;
+    assert_eq!(kinds(&second.body), ["renewal"], "{id}");
+    // The renewal (500) is this month's spending now; another 500 would pass 800.
+    let refused = app.post("/v1/agents", &token, &order).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
+    assert_eq!(
+        refused.body["usage"], 500,
+        "only the new month's renewal counts"
+    );
+}

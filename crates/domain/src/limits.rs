@@ -60,7 +60,7 @@ pub async fn usage(conn: &mut PgConnection, customer: CustomerId) -> Result<Usag
              WHERE customer_id = $1 AND NOT (state = 'failed' AND wiro_guid IS NULL)
                AND deleted_at IS NULL) AS agents,
            ((SELECT COALESCE(sum(amount_cents), 0) FROM ledger_entries
-              WHERE customer_id = $1 AND created_at >= date_trunc('month', now()))
+              WHERE customer_id = $1 AND created_at >= date_trunc('month', business_now()))
             + (SELECT COALESCE(sum(price_cents), 0) FROM instances
                 WHERE customer_id = $1 AND wiro_guid IS NULL AND state <> 'failed'
                   AND NOT (deleted_at IS NOT NULL AND state = 'stopped'))
@@ -133,7 +133,7 @@ pub async fn alert_all_over(conn: &mut PgConnection, defaults: &LimitSettings) -
         "SELECT c.id, COALESCE(c.monthly_spend_cents, $1) AS limit_cents, spent.cents
            FROM customers c
            JOIN (SELECT customer_id, sum(amount_cents)::bigint AS cents FROM ledger_entries
-                  WHERE created_at >= date_trunc('month', now()) GROUP BY customer_id) spent
+                  WHERE created_at >= date_trunc('month', business_now()) GROUP BY customer_id) spent
              ON spent.customer_id = c.id
           WHERE COALESCE(c.monthly_spend_cents, $1) > 0
             AND spent.cents > COALESCE(c.monthly_spend_cents, $1)",

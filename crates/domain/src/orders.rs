@@ -49,6 +49,25 @@ pub struct Actor<'a> {
     pub request_id: Option<&'a str>,
 }
 
+impl<'a> Actor<'a> {
+    /// The audit entry of a successful `action` of this actor on `target`.
+    pub fn audit(
+        self,
+        action: &'a str,
+        target: String,
+        detail: serde_json::Value,
+    ) -> crate::db::audit::NewAudit<'a> {
+        crate::db::audit::NewAudit {
+            actor: self.name,
+            action,
+            target: Some(target),
+            request_id: self.request_id,
+            outcome: "ok",
+            detail,
+        }
+    }
+}
+
 /// Trims and checks a title: 1–200 characters, no control characters.
 ///
 /// # Errors

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::PricingSettings;
-use crate::db::audit::{self, NewAudit};
+use crate::db::audit;
 use crate::db::ledger::{self, LedgerEntry, LedgerFilter};
 use crate::db::pricing as db;
 use crate::error::{Error, Result};
@@ -106,15 +106,9 @@ pub async fn set_price(
         )));
     }
     let saved = db::set_price(&mut *tx, &price).await?;
-    audit_price(
-        &mut tx,
-        actor,
-        "price.set",
-        &price.template,
-        &price.item,
-        json!({"amount_minor": price.amount_minor, "currency": price.currency}),
-    )
-    .await?;
+    let target = format!("price:{}/{}", price.template, price.item);
+    let detail = json!({"amount_minor": price.amount_minor, "currency": price.currency});
+    audit::record(&mut *tx, actor.audit("price.set", target, detail)).await?;
     tx.commit().await?;
     Ok(saved)
 }
@@ -134,31 +128,10 @@ pub async fn remove_price(
     if !db::remove_price(&mut *tx, template, item).await? {
         return Err(Error::NotFound("price"));
     }
-    audit_price(&mut tx, actor, "price.remove", template, item, json!({})).await?;
+    let target = format!("price:{template}/{item}");
+    audit::record(&mut *tx, actor.audit("price.remove", target, json!({}))).await?;
     tx.commit().await?;
     Ok(())
-}
-
-async fn audit_price(
-    tx: &mut sqlx::PgConnection,
-    actor: Actor<'_>,
-    action: &str,
-    template: &str,
-    item: &str,
-    detail: serde_json::Value,
-) -> Result<()> {
-    audit::record(
-        tx,
-        NewAudit {
-            actor: actor.name,
-            action,
-            target: Some(format!("price:{template}/{item}")),
-            request_id: actor.request_id,
-            outcome: "ok",
-            detail,
-        },
-    )
-    .await
 }
 
 /// The price list as one read: what the catalog shows customers.

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use serde_json::json;
 
 use crate::config::WebhookSettings;
-use crate::db::audit::{self, NewAudit};
+use crate::db::audit;
 use crate::db::webhooks::{self as db, Endpoint, EndpointChange};
 use crate::error::{Error, Result};
 use crate::orders::Actor;
@@ -261,12 +261,13 @@ pub async fn create_endpoint(
         &sealed,
     )
     .await?;
-    audit_endpoint(
-        &mut tx,
-        actor,
-        "webhook_endpoint.create",
-        id,
-        json!({"url": url.as_str(), "event_types": new.event_types}),
+    audit::record(
+        &mut *tx,
+        actor.audit(
+            "webhook_endpoint.create",
+            endpoint_target(id),
+            json!({"url": url.as_str(), "event_types": new.event_types}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -299,7 +300,11 @@ pub async fn update_endpoint(
     let endpoint = db::update_endpoint(&mut *tx, id, change)
         .await?
         .ok_or(Error::NotFound("webhook endpoint"))?;
-    audit_endpoint(&mut tx, actor, "webhook_endpoint.update", id, detail).await?;
+    audit::record(
+        &mut *tx,
+        actor.audit("webhook_endpoint.update", endpoint_target(id), detail),
+    )
+    .await?;
     tx.commit().await?;
     Ok(endpoint)
 }
@@ -313,7 +318,11 @@ pub async fn delete_endpoint(pool: &sqlx::PgPool, id: uuid::Uuid, actor: Actor<'
     if !db::delete_endpoint(&mut *tx, id).await? {
         return Err(Error::NotFound("webhook endpoint"));
     }
-    audit_endpoint(&mut tx, actor, "webhook_endpoint.delete", id, json!({})).await?;
+    audit::record(
+        &mut *tx,
+        actor.audit("webhook_endpoint.delete", endpoint_target(id), json!({})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -338,12 +347,13 @@ pub async fn rotate_secret(
     let endpoint = db::rotate_secret(&mut *tx, id, &sealed, chrono::Utc::now() + grace)
         .await?
         .ok_or(Error::NotFound("webhook endpoint"))?;
-    audit_endpoint(
-        &mut tx,
-        actor,
-        "webhook_endpoint.rotate_secret",
-        id,
-        json!({"previous_secret_until": endpoint.previous_secret_until}),
+    audit::record(
+        &mut *tx,
+        actor.audit(
+            "webhook_endpoint.rotate_secret",
+            endpoint_target(id),
+            json!({"previous_secret_until": endpoint.previous_secret_until}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -361,41 +371,18 @@ pub async fn replay_event(pool: &sqlx::PgPool, event: uuid::Uuid, actor: Actor<'
         return Err(Error::NotFound("webhook event"));
     }
     let queued = db::replay(&mut *tx, event).await?;
+    let target = format!("webhook_event:{}", message_id(event));
     audit::record(
         &mut *tx,
-        NewAudit {
-            actor: actor.name,
-            action: "webhook_event.replay",
-            target: Some(format!("webhook_event:{}", message_id(event))),
-            request_id: actor.request_id,
-            outcome: "ok",
-            detail: json!({"queued": queued}),
-        },
+        actor.audit("webhook_event.replay", target, json!({"queued": queued})),
     )
     .await?;
     tx.commit().await?;
     Ok(queued)
 }
 
-async fn audit_endpoint(
-    tx: &mut sqlx::PgConnection,
-    actor: Actor<'_>,
-    action: &str,
-    id: uuid::Uuid,
-    detail: serde_json::Value,
-) -> Result<()> {
-    audit::record(
-        tx,
-        NewAudit {
-            actor: actor.name,
-            action,
-            target: Some(format!("webhook_endpoint:{id}")),
-            request_id: actor.request_id,
-            outcome: "ok",
-            detail,
-        },
-    )
-    .await
+fn endpoint_target(id: uuid::Uuid) -> String {
+    format!("webhook_endpoint:{id}")
 }
 
 #[cfg(test)]

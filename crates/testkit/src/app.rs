@@ -427,6 +427,16 @@ impl TestApp {
         id
     }
 
+    /// Moves time `days` forward for Wiro (the simulator's clock) and for our business rules
+    /// (the business clock: calendar months of charges and caps, key retention) together.
+    pub async fn advance_days(&self, days: i64) {
+        self.sim.sim().advance_days(days);
+        let by = std::time::Duration::from_secs(u64::try_from(days).expect("forward") * 86_400);
+        domain::db::clock::advance(&self.pool, by)
+            .await
+            .expect("business clock");
+    }
+
     /// Runs `kinds` of scheduled sweeps now, in order, as the worker's schedule would.
     pub async fn run_sweeps(&self, kinds: &[domain::jobs::SweepKind]) {
         let ctx = crate::services_shared(&self.pool, &self.settings, "sweep-test");

@@ -66,7 +66,7 @@ pub async fn claim(
 ) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO idempotency_keys (caller, key, request_hash, expires_at)
-         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, business_now() + $4 * interval '1 millisecond') ON CONFLICT DO NOTHING",
     )
     .bind(caller)
     .bind(key)
@@ -89,7 +89,7 @@ pub async fn find(
 ) -> Result<Option<StoredKey>> {
     Ok(sqlx::query_as(
         "SELECT request_hash, status, response, operation_id,
-                expires_at < now() AND (operation_id IS NULL OR status IS NOT NULL) AS expired,
+                expires_at < business_now() AND (operation_id IS NULL OR status IS NOT NULL) AS expired,
                 status IS NULL AND operation_id IS NULL
                     AND created_at < now() - $3 * interval '1 millisecond' AS abandoned
          FROM idempotency_keys WHERE caller = $1 AND key = $2",
@@ -114,7 +114,7 @@ pub async fn release_stale(
 ) -> Result<()> {
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2
-           AND ((expires_at < now() AND (operation_id IS NULL OR status IS NOT NULL))
+           AND ((expires_at < business_now() AND (operation_id IS NULL OR status IS NOT NULL))
                 OR (status IS NULL AND operation_id IS NULL
                     AND created_at < now() - $3 * interval '1 millisecond'))",
     )
@@ -195,7 +195,7 @@ pub async fn purge_expired(conn: impl PgExecutor<'_>, batch: i64) -> Result<u64>
         "DELETE FROM idempotency_keys WHERE (caller, key) IN (
              SELECT k.caller, k.key FROM idempotency_keys k
              LEFT JOIN operations o ON o.id = k.operation_id
-             WHERE k.expires_at < now()
+             WHERE k.expires_at < business_now()
                AND (k.operation_id IS NULL OR k.status IS NOT NULL
                     OR o.state NOT IN ('calling', 'unknown'))
              ORDER BY k.expires_at LIMIT $1

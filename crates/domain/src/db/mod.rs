@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod batches;
+pub mod clock;
 pub mod connect;
 pub mod customers;
 pub mod idempotency;

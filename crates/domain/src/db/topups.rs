@@ -1,26 +1,22 @@
 //! Packs bought automatically: the monthly cap per customer counts them.
 
-use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use crate::error::Result;
 use crate::ids::{CustomerId, InstanceId};
 use crate::model::Pack;
 
-/// Automatic packs bought for `customer` since `since`.
+/// Automatic packs bought for `customer` in the current calendar month of the business
+/// clock (`business_now()`, which tests move with the simulator's clock).
 ///
 /// # Errors
 /// Database errors.
-pub async fn count_since(
-    conn: impl PgExecutor<'_>,
-    customer: CustomerId,
-    since: DateTime<Utc>,
-) -> Result<i64> {
+pub async fn count_this_month(conn: impl PgExecutor<'_>, customer: CustomerId) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM auto_topups WHERE customer_id = $1 AND created_at >= $2",
+        "SELECT count(*) FROM auto_topups
+         WHERE customer_id = $1 AND created_at >= date_trunc('month', business_now())",
     )
     .bind(customer)
-    .bind(since)
     .fetch_one(conn)
     .await?)
 }

@@ -4,7 +4,6 @@
 //! threshold again) and at most `billing.topup_monthly_cap` packs per customer per calendar
 //! month; a Starter instance follows `billing.starter_policy` (upgrade to Pro, or alert only).
 
-use chrono::{Datelike, TimeZone, Utc};
 use domain::config::StarterPolicy;
 use domain::db::instances::{self, Change, Instance};
 use domain::db::{alerts, topups};
@@ -154,12 +153,7 @@ async fn buy_pack(
     detail: serde_json::Value,
     who: Requester<'_>,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let month_start = Utc
-        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now);
-    let this_month = topups::count_since(&ctx.pool, instance.customer_id, month_start).await?;
+    let this_month = topups::count_this_month(&ctx.pool, instance.customer_id).await?;
     let cap = ctx.settings.billing.topup_monthly_cap;
     if this_month >= cap {
         let detail =
