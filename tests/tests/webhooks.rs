@@ -477,3 +477,31 @@ async fn a_bulk_batch_reports_its_completion_once(pool: PgPool) {
             .unwrap();
     assert_eq!(events, 1);
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn events_are_written_only_for_types_someone_listens_to(pool: PgPool) {
+    let app = app_with_schedule(pool, &[100]).await;
+    let count = |kind: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM webhook_events WHERE $1 = '' OR type = $1",
+            )
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let token = app.customer_token("unheard");
+    app.running_agent(&token, "email-assistant", "starter")
+        .await;
+    assert_eq!(count("").await, 0, "no endpoint: nothing written");
+
+    let receiver = Receiver::start().await;
+    subscribe(&app, &receiver, Some(&["agent.running"])).await;
+    app.running_agent(&token, "email-assistant", "pro").await;
+    receiver.wait_for(|r| !r.is_empty()).await;
+    assert_eq!(count("agent.running").await, 1);
+    assert_eq!(count("").await, 1, "only the subscribed type");
+}

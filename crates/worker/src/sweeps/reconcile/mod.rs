@@ -89,6 +89,10 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
                     return Ok(());
                 }
                 match instances::get(&ctx.pool, current.id).await? {
+                    // A downgrade moved the agent to a new instance: this row is not about it.
+                    Some(fresh) if fresh.wiro_guid.as_deref() != Some(agent.guid.as_str()) => {
+                        return Ok(());
+                    }
                     Some(fresh) => current = fresh,
                     None => return Ok(()),
                 }
