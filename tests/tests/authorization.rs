@@ -347,4 +347,13 @@ async fn a_suspended_customer_is_refused_with_a_clear_code(pool: PgPool) {
     let answer = app.get("/v1/agents", &app.customer_token("erin")).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(answer.code(), "customer_suspended");
+    // The one-round-trip read of one agent says so too.
+    let one = app
+        .get(
+            &format!("/v1/agents/{}", uuid::Uuid::nil()),
+            &app.customer_token("erin"),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::FORBIDDEN);
+    assert_eq!(one.code(), "customer_suspended");
 }

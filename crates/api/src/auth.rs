@@ -285,26 +285,58 @@ impl FromRequest for CustomerAuth {
                 Some(c) => c,
                 None => customers::upsert(&state.pool, &claims.sub, None).await?,
             };
-            match customer.status {
-                CustomerStatus::Active => {
-                    if mutating {
-                        state.rate_limits.mutation(customer.id)?;
-                    }
-                    Ok(CustomerAuth {
-                        customer,
-                        request_id,
-                    })
-                }
-                CustomerStatus::Suspended => Err(ApiError::forbidden(
-                    "customer_suspended",
-                    "this account is suspended; contact the service's support",
-                )),
-                CustomerStatus::Closed => Err(ApiError::forbidden(
-                    "customer_closed",
-                    "this account is closed",
-                )),
+            if let Some(refusal) = refused(customer.status) {
+                return Err(refusal);
             }
+            if mutating {
+                state.rate_limits.mutation(customer.id)?;
+            }
+            Ok(CustomerAuth {
+                customer,
+                request_id,
+            })
         })
+    }
+}
+
+/// Why a customer in `status` may not call customer routes (`None`: active).
+pub fn refused(status: CustomerStatus) -> Option<ApiError> {
+    match status {
+        CustomerStatus::Active => None,
+        CustomerStatus::Suspended => Some(ApiError::forbidden(
+            "customer_suspended",
+            "this account is suspended; contact the service's support",
+        )),
+        CustomerStatus::Closed => Some(ApiError::forbidden(
+            "customer_closed",
+            "this account is closed",
+        )),
+    }
+}
+
+/// A verified customer token, without reading the database: for a read that finds the
+/// customer in its own query (one round trip per request). The handler applies [`refused`]
+/// to the status it reads.
+#[derive(Clone, Debug)]
+pub struct CustomerToken {
+    /// The customer's external id (`sub`).
+    pub sub: String,
+}
+
+impl FromRequest for CustomerToken {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(claims(req).and_then(|claims| {
+            if claims.role.as_deref() == Some("ops") {
+                return Err(ApiError::forbidden(
+                    "customer_token_required",
+                    "this endpoint acts for a customer; use a customer token",
+                ));
+            }
+            Ok(CustomerToken { sub: claims.sub })
+        }))
     }
 }
 

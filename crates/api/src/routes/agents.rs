@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use domain::agents;
+use domain::db::customers;
 use domain::db::idempotency::AnswerIn;
 use domain::db::instances::{self, Instance, InstanceFilter};
 use domain::ids::InstanceId;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::CustomerAuth;
+use crate::auth::{CustomerAuth, CustomerToken, refused};
 use crate::dto::{self, AgentView, CredentialsInput, CustomSkillInput};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::idempotency::{self, Answer};
@@ -188,12 +189,27 @@ pub async fn create_agent(
 )]
 #[get("/agents/{id}")]
 pub async fn get_agent(
-    auth: CustomerAuth,
+    token: CustomerToken,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let instance = load(&state, &auth, id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(AgentView::new(instance, &auth.customer.external_id)))
+    // One round trip: the customer is found in the instance's own query.
+    let found =
+        instances::get_for_external_customer(&state.pool, &token.sub, InstanceId(id.into_inner()))
+            .await?;
+    let Some(found) = found else {
+        // Not found (the cold path): a suspended or closed customer still hears why.
+        if let Some(customer) = customers::by_external_id(&state.pool, &token.sub).await?
+            && let Some(refusal) = refused(customer.status)
+        {
+            return Err(refusal);
+        }
+        return Err(ApiError::not_found("agent"));
+    };
+    if let Some(refusal) = refused(found.customer_status) {
+        return Err(refusal);
+    }
+    Ok(HttpResponse::Ok().json(AgentView::new(found.instance, &token.sub)))
 }
 
 /// Changes the title, credentials or custom skills. The change is sent to Wiro in the
