@@ -9,7 +9,7 @@ use domain::agents;
 use domain::db::customers;
 use domain::db::instances::{self, Instance};
 use domain::ids::InstanceId;
-use domain::model::{CancelSource, DesiredState, Pack};
+use domain::model::{CancelSource, DesiredState};
 use domain::orders::{self, Actor};
 use operations::billing::BillingAction;
 use operations::protocol::Requester;
@@ -315,11 +315,7 @@ pub async fn buy_credits_any_agent(
     id: web::Path<Uuid>,
     body: web::Json<BuyCredits>,
 ) -> ApiResult<HttpResponse> {
-    let pack: Pack = body
-        .into_inner()
-        .pack
-        .parse()
-        .map_err(|_| ApiError::validation("pack: must be package1, package2 or package3"))?;
+    let pack = body.into_inner().pack()?;
     act(
         ops,
         state,

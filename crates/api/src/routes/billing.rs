@@ -86,6 +86,18 @@ pub struct BuyCredits {
     pub pack: String,
 }
 
+impl BuyCredits {
+    /// The pack asked for.
+    ///
+    /// # Errors
+    /// 422 naming the field when it is not a pack.
+    pub(crate) fn pack(self) -> ApiResult<Pack> {
+        self.pack
+            .parse()
+            .map_err(|_| ApiError::validation("pack: must be package1, package2 or package3"))
+    }
+}
+
 fn allowed(state: &AppState) -> Vec<String> {
     let b = &state.settings.billing;
     [
@@ -413,11 +425,7 @@ pub async fn buy_credits(
     id: web::Path<Uuid>,
     body: web::Json<BuyCredits>,
 ) -> ApiResult<HttpResponse> {
-    let pack: Pack = body
-        .into_inner()
-        .pack
-        .parse()
-        .map_err(|_| ApiError::validation("pack: must be package1, package2 or package3"))?;
+    let pack = body.into_inner().pack()?;
     let allowed = state.settings.billing.allow_extra_credits;
     act(
         auth,
