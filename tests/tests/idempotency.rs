@@ -73,6 +73,7 @@ async fn a_replayed_message_reaches_the_agent_once_and_a_concurrent_duplicate_ge
             latency_ms: Some(1500),
             probability: None,
             count: Some(1),
+            rate_per_s: None,
         })
         .unwrap();
     let path = format!("/v1/agents/{id}/messages");

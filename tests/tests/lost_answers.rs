@@ -21,6 +21,7 @@ fn lose_next(app: &TestApp, endpoint: &str, mode: FaultMode) {
             latency_ms: Some(400),
             probability: None,
             count: Some(1),
+            rate_per_s: None,
         })
         .unwrap();
 }

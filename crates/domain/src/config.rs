@@ -54,6 +54,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Retail prices: what the SaaS's customers owe.
     pub pricing: PricingSettings,
+    /// How long rows are kept that no money depends on.
+    pub retention: RetentionSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -79,6 +81,29 @@ pub struct PricingSettings {
     /// Per template slug (or `*`): `starter`, `pro`, `package1`... → minor units.
     #[serde(default)]
     pub templates: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
+}
+
+/// `[retention]`: the purge sweep deletes rows older than these ages (business clock). The
+/// ledger is never deleted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Jobs done, or failed for good.
+    #[serde(with = "humantime_serde")]
+    pub finished_jobs: Duration,
+    /// Webhook events whose deliveries are all settled, with their deliveries and attempts.
+    #[serde(with = "humantime_serde")]
+    pub webhook_events: Duration,
+    /// Message records (which customer sent which message) and their send operations.
+    #[serde(with = "humantime_serde")]
+    pub messages: Duration,
+    /// Resolved alerts.
+    #[serde(with = "humantime_serde")]
+    pub resolved_alerts: Duration,
+    /// Money's paper trail: operations of deploys, renewals, upgrades, packs and cancels, and
+    /// the audit log. At least a year.
+    #[serde(with = "humantime_serde")]
+    pub accounting: Duration,
 }
 
 /// `[webhooks]`.
@@ -190,6 +215,11 @@ pub struct WiroSettings {
     /// With a callback URL, how long a message waits for its callback before it is polled.
     #[serde(with = "humantime_serde")]
     pub reply_callback_grace: Duration,
+    /// Calls per second the whole deployment may make to Wiro, shared by every process through
+    /// Postgres (0: no budget; the adaptive limits still back off on 429).
+    pub rate_budget_per_s: f64,
+    /// Calls in flight per process at most; cut on each burst of 429s, grown back after.
+    pub max_concurrency: usize,
 }
 
 /// `[api]`.
@@ -554,6 +584,15 @@ impl Settings {
                 Err(e) => return bad("wiro.callback_base_url", e.to_string()),
             }
         }
+        if !self.wiro.rate_budget_per_s.is_finite() || self.wiro.rate_budget_per_s < 0.0 {
+            return bad(
+                "wiro.rate_budget_per_s",
+                "must be a number of calls per second, 0 for none".into(),
+            );
+        }
+        if self.wiro.max_concurrency == 0 {
+            return bad("wiro.max_concurrency", "must be at least 1".into());
+        }
         if self.wiro.reply_poll_interval.is_zero() {
             return bad(
                 "wiro.reply_poll_interval",
@@ -680,6 +719,22 @@ impl Settings {
             return bad(
                 "auth.public_key_pem",
                 format!("is required for {}", self.auth.algorithm),
+            );
+        }
+        for (key, age) in [
+            ("retention.finished_jobs", self.retention.finished_jobs),
+            ("retention.webhook_events", self.retention.webhook_events),
+            ("retention.messages", self.retention.messages),
+            ("retention.resolved_alerts", self.retention.resolved_alerts),
+        ] {
+            if age < Duration::from_secs(3600) {
+                return bad(key, "must be at least 1h".into());
+            }
+        }
+        if self.retention.accounting < Duration::from_secs(365 * 86_400) {
+            return bad(
+                "retention.accounting",
+                "must be at least 365d: operations and audit entries of money are an accounting record".into(),
             );
         }
         if self.worker.provision_concurrency == 0 || self.worker.ops_concurrency == 0 {
@@ -844,6 +899,7 @@ impl Settings {
         config.timeout = self.wiro.timeout;
         config.connect_timeout = self.wiro.connect_timeout;
         config.retry.max_attempts = self.wiro.max_attempts;
+        config.throttle = Some(wiro_client::Throttle::new(self.wiro.max_concurrency));
         Ok(config)
     }
 }
@@ -907,6 +963,17 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn an_accounting_retention_under_a_year_is_refused_by_name() {
+        let err = with("retention.accounting", "30d").unwrap_err();
+        assert!(err.to_string().contains("retention.accounting"), "{err}");
+        assert!(err.to_string().contains("365d"), "{err}");
+        let err = with("retention.finished_jobs", "1m").unwrap_err();
+        assert!(err.to_string().contains("retention.finished_jobs"), "{err}");
+        let defaults = Settings::defaults().unwrap();
+        assert!(defaults.retention.accounting >= Duration::from_secs(7 * 365 * 86_400));
     }
 
     #[test]

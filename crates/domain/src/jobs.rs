@@ -133,13 +133,33 @@ pub struct ProvisionInstance {
     pub instance_id: InstanceId,
 }
 
+/// Which lane a provisioning job waits in. Workers take due jobs by priority first, so a
+/// customer's own order, an action on an agent or a restart never queues behind an ops batch
+/// of thousands (apalis orders by `priority DESC, run_at`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// One agent at a time: orders, actions, restarts, retries.
+    Interactive,
+    /// Ops batches.
+    Bulk,
+}
+
+impl Lane {
+    fn priority(self) -> usize {
+        match self {
+            Lane::Interactive => 1,
+            Lane::Bulk => 0,
+        }
+    }
+}
+
 /// Enqueues provisioning of `instances` inside the caller's transaction (so a rolled-back
-/// order leaves no job, and a committed one always has one).
+/// order leaves no job, and a committed one always has one), in the interactive lane.
 ///
 /// # Errors
 /// [`Error::Queue`] when the insert fails.
 pub async fn enqueue_provision(conn: &mut PgConnection, instances: &[InstanceId]) -> Result<()> {
-    enqueue_provision_after(conn, instances, Duration::ZERO).await
+    enqueue_provision_in(conn, instances, Lane::Interactive, Duration::ZERO).await
 }
 
 /// Like [`enqueue_provision`], running no earlier than `delay` from now.
@@ -149,6 +169,19 @@ pub async fn enqueue_provision(conn: &mut PgConnection, instances: &[InstanceId]
 pub async fn enqueue_provision_after(
     conn: &mut PgConnection,
     instances: &[InstanceId],
+    delay: Duration,
+) -> Result<()> {
+    enqueue_provision_in(conn, instances, Lane::Interactive, delay).await
+}
+
+/// Enqueues provisioning of `instances` in `lane`, no earlier than `delay` from now.
+///
+/// # Errors
+/// [`Error::Queue`] when the insert fails.
+pub async fn enqueue_provision_in(
+    conn: &mut PgConnection,
+    instances: &[InstanceId],
+    lane: Lane,
     delay: Duration,
 ) -> Result<()> {
     if instances.is_empty() {
@@ -161,6 +194,7 @@ pub async fn enqueue_provision_after(
                 .map_err(|e| Error::Queue(e.to_string()))?;
             Ok(TaskBuilder::new(payload)
                 .max_attempts(MAX_ATTEMPTS)
+                .priority(lane.priority())
                 .run_after(delay)
                 .build())
         })

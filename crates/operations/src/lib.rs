@@ -5,6 +5,7 @@
 //! of this crate.
 
 pub mod billing;
+pub mod budget;
 pub mod deploy;
 pub mod messages;
 pub mod observe;

@@ -198,12 +198,51 @@ pub async fn record(
         // one it does not have yet: it says nothing about the current one.
         return Ok(None);
     }
-    let mut merged = observed(agent);
-    overlay(&mut merged, change);
+    let (merged, renewals) = planned(&current, agent, change);
+    if !renewals.is_empty() && current.cancel_at_period_end {
+        tracing::warn!(instance = %current.id, "renewed despite a recorded cancellation; clearing our record");
+    }
     if let Some(sub) = &agent.subscription {
-        book_subscription(conn, &current, agent, sub, &mut merged).await?;
+        for end in &renewals {
+            ledger::record(
+                &mut *conn,
+                NewCharge {
+                    customer_id: current.customer_id,
+                    instance_id: current.id,
+                    kind: ChargeKind::Renewal,
+                    amount_cents: cents(sub.amount),
+                    reference: ledger::renewal_reference(current.id, *end),
+                    wiro_guid: Some(&agent.guid),
+                    operation_id: None,
+                    estimated: false,
+                },
+            )
+            .await?;
+        }
+    }
+    if merged.is_empty() {
+        // What Wiro shows is what we hold: no write, no new version.
+        return Ok(Some(current));
     }
     instances::update(&mut *conn, id, current.version, merged).await
+}
+
+/// What recording `agent` over the stored `current` would do: the change to write (the
+/// observation with the caller's `change` laid over it and the subscription it shows, minus
+/// what the row already holds) and the period ends of the renewals it reveals. Pure: a sweep
+/// uses it to skip agents where nothing changed without locking their rows.
+pub fn planned(
+    current: &Instance,
+    agent: &UserAgent,
+    change: Change,
+) -> (Change, Vec<DateTime<Utc>>) {
+    let mut merged = observed(agent);
+    overlay(&mut merged, change);
+    let renewals = match &agent.subscription {
+        Some(sub) => subscription_fields(current, sub, &mut merged),
+        None => Vec::new(),
+    };
+    (merged.without_effect_on(current), renewals)
 }
 
 /// [`record`] in a transaction of its own.
@@ -223,41 +262,22 @@ pub async fn record_now(
     Ok(recorded)
 }
 
-async fn book_subscription(
-    conn: &mut PgConnection,
+/// Puts the observed subscription into `change` and returns the renewals it reveals.
+fn subscription_fields(
     current: &Instance,
-    agent: &UserAgent,
     sub: &Subscription,
     change: &mut Change,
-) -> domain::Result<()> {
+) -> Vec<DateTime<Utc>> {
     let stored = StoredSubscription {
         period_end: current.subscription_period_end,
         active: current.subscription_status.as_deref() == Some("active"),
     };
     let update = judge_subscription(stored, period_end(sub), sub.is_active());
     if !update.write {
-        return Ok(());
-    }
-    let amount = cents(sub.amount);
-    for end in &update.renewals {
-        ledger::record(
-            &mut *conn,
-            NewCharge {
-                customer_id: current.customer_id,
-                instance_id: current.id,
-                kind: ChargeKind::Renewal,
-                amount_cents: amount,
-                reference: ledger::renewal_reference(current.id, *end),
-                wiro_guid: Some(&agent.guid),
-                operation_id: None,
-                estimated: false,
-            },
-        )
-        .await?;
+        return Vec::new();
     }
     if !update.renewals.is_empty() && current.cancel_at_period_end {
         // The subscription went on although we recorded a cancel: Wiro no longer holds it.
-        tracing::warn!(instance = %current.id, "renewed despite a recorded cancellation; clearing our record");
         change.cancel_at_period_end = Some(false);
         change.cancel_source = Some(None);
         change.cancels_at = Some(None);
@@ -268,8 +288,8 @@ async fn book_subscription(
         if update.active { "active" } else { "expired" }.to_owned(),
     ));
     change.subscription_period_end = Some(update.period_end);
-    change.subscription_amount_cents = Some(Some(amount));
-    Ok(())
+    change.subscription_amount_cents = Some(Some(cents(sub.amount)));
+    update.renewals
 }
 
 /// Lays `top` over `base`: every field `top` sets wins.

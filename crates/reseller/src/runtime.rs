@@ -161,6 +161,19 @@ pub fn job_context(
 ) -> anyhow::Result<operations::Services> {
     let mut config = settings.wiro_client_config()?;
     config.observer = Some(Arc::new(domain::metrics::UpstreamObserver));
+    if settings.wiro.rate_budget_per_s > 0.0
+        && let Some(throttle) = config.throttle.clone()
+    {
+        // This process's share of the deployment's budget, kept current while it runs (a
+        // process that dies stops counting 1.5 s later).
+        tokio::spawn(operations::budget::keep_share(
+            pool.clone(),
+            throttle,
+            name.clone(),
+            settings.wiro.rate_budget_per_s,
+            std::future::pending(),
+        ));
+    }
     Ok(operations::Services {
         pool: pool.clone(),
         wiro: wiro_client::Client::new(config)?,

@@ -75,6 +75,7 @@ fn chaos_faults(sim: &SimServer) {
         latency_ms,
         probability: Some(probability),
         count: None,
+        rate_per_s: None,
     };
     for endpoint in [
         "UserAgent/Deploy",
@@ -101,6 +102,7 @@ fn chaos_faults(sim: &SimServer) {
             latency_ms: Some(1_500),
             probability: None,
             count: None,
+            rate_per_s: None,
         })
         .unwrap();
 }

@@ -170,6 +170,7 @@ async fn a_worker_killed_between_deploy_and_its_record_is_not_deployed_twice(poo
             latency_ms: Some(30_000),
             probability: None,
             count: Some(1),
+            rate_per_s: None,
         })
         .unwrap();
     let id = place(&s).await;
@@ -233,6 +234,7 @@ async fn a_frozen_worker_and_its_replacement_record_one_deploy(pool: PgPool) {
             latency_ms: Some(1_500),
             probability: None,
             count: Some(1),
+            rate_per_s: None,
         })
         .unwrap();
     let id = place(&s).await;

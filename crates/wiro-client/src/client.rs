@@ -119,11 +119,18 @@ impl Client {
                 latency_ms = field::Empty,
                 outcome = field::Empty,
             );
+            let permit = match &self.config.throttle {
+                Some(throttle) => Some(throttle.acquire().instrument(span.clone()).await),
+                None => None,
+            };
             let started = Instant::now();
             let result = self
                 .attempt::<Resp>(endpoint, &url, &payload)
                 .instrument(span.clone())
                 .await;
+            if let Some(permit) = permit {
+                permit.finish(matches!(result, Err(Error::RateLimited { .. })));
+            }
             let latency = started.elapsed();
             let label = result.as_ref().map_or_else(Error::kind_label, |_| "ok");
             span.record("latency_ms", latency.as_millis() as u64);

@@ -63,6 +63,8 @@ pub struct ClientConfig {
     pub observer: Option<Arc<dyn CallObserver>>,
     /// Largest answer read; a longer one is abandoned (undecodable) instead of filling memory.
     pub max_response_bytes: usize,
+    /// Paces every attempt (rate share, adaptive limits on 429); optional.
+    pub throttle: Option<Arc<crate::Throttle>>,
 }
 
 /// Default [`ClientConfig::max_response_bytes`]: a MyAgents page of 100 full agents or a long
@@ -98,6 +100,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             observer: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            throttle: None,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod models;
 pub mod observer;
 pub mod retry;
 pub mod signature;
+pub mod throttle;
 pub mod wiro_error;
 
 pub use api::my_agents::MY_AGENTS_MAX_PAGE;
@@ -23,6 +24,7 @@ pub use endpoint::{Endpoint, Safety};
 pub use error::{ConfigError, Error, Outcome};
 pub use observer::CallObserver;
 pub use retry::RetryPolicy;
+pub use throttle::{Permit, Throttle, ThrottleView};
 pub use wiro_error::WiroError;
 
 /// `Result` with this crate's [`Error`].

@@ -23,6 +23,9 @@ pub enum FaultMode {
     /// `UserAgent/MyAgents` hides instances created less than `latency_ms` ago (a list that
     /// lags behind writes), for as long as the rule is set.
     ListLag,
+    /// Answer HTTP 429 (without doing the work) to every call above `rate_per_s` calls in the
+    /// last second; the calls it lets through count, the refused ones do not.
+    RateLimit,
 }
 
 /// A rule as posted to `POST /admin/faults`.
@@ -44,6 +47,9 @@ pub struct FaultSpec {
     /// ... or for the next `count` matching calls. With neither, the rule always fires.
     #[serde(default)]
     pub count: Option<u64>,
+    /// Calls per second `rate_limit` lets through.
+    #[serde(default)]
+    pub rate_per_s: Option<u32>,
 }
 
 impl FaultSpec {
@@ -80,6 +86,9 @@ impl FaultSpec {
                     .into(),
             );
         }
+        if self.mode == FaultMode::RateLimit && self.rate_per_s.is_none_or(|n| n == 0) {
+            return Err("rate_per_s (at least 1) is required for mode rate_limit".into());
+        }
         if self.mode == FaultMode::ListLag && self.endpoint != "UserAgent/MyAgents" {
             return Err("list_lag applies only to endpoint UserAgent/MyAgents".into());
         }
@@ -95,8 +104,11 @@ pub struct FaultRule {
     /// The rule.
     #[serde(flatten)]
     pub spec: FaultSpec,
-    /// How many times it fired.
+    /// How many times it fired (for `rate_limit`: calls refused with 429).
     pub fired: u64,
+    /// `rate_limit`: when the calls let through in the last second arrived.
+    #[serde(skip)]
+    admitted: std::collections::VecDeque<std::time::Instant>,
 }
 
 /// What the server must do for one call.
@@ -131,6 +143,7 @@ impl Faults {
             id: self.next_id,
             spec,
             fired: 0,
+            admitted: std::collections::VecDeque::new(),
         });
         self.next_id
     }
@@ -157,13 +170,35 @@ impl Faults {
             }
             let blocking = matches!(
                 spec.mode,
-                FaultMode::Error | FaultMode::DropResponse | FaultMode::LateApply
+                FaultMode::Error
+                    | FaultMode::DropResponse
+                    | FaultMode::LateApply
+                    | FaultMode::RateLimit
             );
             if blocking
                 && (plan.error_status.is_some()
                     || plan.drop_response
                     || plan.late_apply_ms.is_some())
             {
+                continue;
+            }
+            if spec.mode == FaultMode::RateLimit {
+                // A sliding one-second window of the calls let through.
+                let now = std::time::Instant::now();
+                let second = std::time::Duration::from_secs(1);
+                while rule
+                    .admitted
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= second)
+                {
+                    rule.admitted.pop_front();
+                }
+                if rule.admitted.len() >= spec.rate_per_s.unwrap_or(1) as usize {
+                    rule.fired += 1;
+                    plan.error_status = Some(429);
+                } else {
+                    rule.admitted.push_back(now);
+                }
                 continue;
             }
             let fires = match (spec.count, spec.probability) {
@@ -192,6 +227,7 @@ impl Faults {
                 FaultMode::ListLag => {
                     plan.list_lag_ms = plan.list_lag_ms.max(rule.spec.latency_ms.unwrap_or(0))
                 }
+                FaultMode::RateLimit => {} // decided above
             }
         }
         self.rules.retain(|r| r.spec.count != Some(0));
@@ -211,7 +247,25 @@ mod tests {
             latency_ms: Some(20),
             probability: None,
             count,
+            rate_per_s: None,
         }
+    }
+
+    #[test]
+    fn rate_limit_lets_n_calls_a_second_through_and_refuses_the_rest_with_429() {
+        let mut faults = Faults::default();
+        let mut limit = spec("*", FaultMode::RateLimit, None);
+        limit.rate_per_s = Some(3);
+        assert!(limit.validate().is_ok());
+        faults.add(limit);
+        let answers: Vec<Option<u16>> = (0..5)
+            .map(|_| faults.plan("UserAgent/Detail").error_status)
+            .collect();
+        assert_eq!(answers, [None, None, None, Some(429), Some(429)]);
+        assert_eq!(faults.list()[0].fired, 2);
+        let mut unset = spec("*", FaultMode::RateLimit, None);
+        unset.rate_per_s = None;
+        assert!(unset.validate().unwrap_err().contains("rate_per_s"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ fn fault(endpoint: &str, mode: FaultMode, status: Option<u16>, count: Option<u64
         latency_ms: None,
         probability: None,
         count,
+        rate_per_s: None,
     }
 }
 

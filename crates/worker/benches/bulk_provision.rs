@@ -1,7 +1,10 @@
 //! Bulk provisioning throughput against the simulator with a fixed added upstream latency.
 //!
 //!     DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres \
-//!       cargo bench -p worker --bench bulk_provision -- [orders] [latency_ms] [concurrency]
+//!       cargo bench -p worker --bench bulk_provision -- [orders] [latency_ms] [concurrency] [rate_limit]
+//!
+//! With `rate_limit` > 0 the simulator answers 429 to every call beyond that many a second
+//! (fault `rate_limit`), and the run reports how many it refused and the rate achieved.
 //!
 //! Creates a scratch database, submits one batch, runs the real apalis worker until every order
 //! is Running, and prints wall time against the ideal bound
@@ -26,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let orders = get(1, 1000) as usize;
     let latency_ms = get(2, 20);
     let concurrency = get(3, 16) as usize;
+    let rate_limit = get(4, 0) as u32;
 
     let base = std::env::var("DATABASE_URL").expect("set DATABASE_URL to a Postgres server");
     let db = format!("reseller_bench_{}", std::process::id());
@@ -55,8 +59,22 @@ async fn main() -> anyhow::Result<()> {
             latency_ms: Some(latency_ms),
             probability: None,
             count: None,
+            rate_per_s: None,
         })
         .map_err(anyhow::Error::msg)?;
+    if rate_limit > 0 {
+        sim.sim()
+            .add_fault(FaultSpec {
+                endpoint: "*".into(),
+                mode: FaultMode::RateLimit,
+                status: None,
+                latency_ms: None,
+                probability: None,
+                count: None,
+                rate_per_s: Some(rate_limit),
+            })
+            .map_err(anyhow::Error::msg)?;
+    }
 
     let mut settings = domain::Settings::defaults()?;
     settings.wiro.base_url = sim.base_url();
@@ -148,11 +166,58 @@ async fn main() -> anyhow::Result<()> {
         "efficiency             {:.0} %",
         ideal.as_secs_f64() / wall.as_secs_f64() * 100.0
     );
+    if rate_limit > 0 {
+        let refused = sim.sim().fault_rules().last().map_or(0, |r| r.fired);
+        let accepted = total_calls - refused;
+        println!(
+            "rate limit             {rate_limit}/s: {refused} calls refused with 429, {accepted} accepted = {:.1}/s over the run",
+            accepted as f64 / wall.as_secs_f64()
+        );
+        let failed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = 'failed'")
+                .fetch_one(&pool)
+                .await?;
+        println!("orders failed          {failed}");
+    }
     println!(
         "duplicates upstream    {}",
         sim.sim().instances().len() as i64 - orders as i64
     );
 
+    if std::env::var_os("BENCH_TABLE_STATS").is_some() {
+        // Where the database work goes, per order: other backends flush their counters when
+        // idle, at most once a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT schemaname || '.' || relname, seq_scan, seq_tup_read,
+                    COALESCE(idx_tup_fetch, 0), n_tup_ins, n_tup_upd
+             FROM pg_stat_user_tables
+             WHERE seq_tup_read + COALESCE(idx_tup_fetch, 0) + n_tup_ins + n_tup_upd > 0
+             ORDER BY seq_tup_read + COALESCE(idx_tup_fetch, 0) DESC",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let per = |n: i64| n as f64 / orders as f64;
+        println!(
+            "per order: table, seq scans, rows read by seq scans, rows fetched by index, inserted, updated"
+        );
+        for (table, seq, seq_read, idx_fetch, ins, upd) in rows {
+            println!(
+                "  {table:<40} {:>7.2} {:>9.1} {:>9.1} {:>6.2} {:>6.2}",
+                per(seq),
+                per(seq_read),
+                per(idx_fetch),
+                per(ins),
+                per(upd)
+            );
+        }
+        let (xacts,): (i64,) = sqlx::query_as(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await?;
+        println!("transactions per order (whole run) {:.1}", per(xacts));
+    }
     pool.close().await;
     admin
         .execute(sqlx::AssertSqlSafe(format!(

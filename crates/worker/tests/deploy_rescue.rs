@@ -30,6 +30,7 @@ fn fault(h: &Harness, endpoint: &str, mode: FaultMode, latency_ms: u64, count: O
             latency_ms: Some(latency_ms),
             probability: None,
             count,
+            rate_per_s: None,
         })
         .unwrap();
 }

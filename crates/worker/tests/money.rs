@@ -29,6 +29,7 @@ fn fault(endpoint: &str, mode: FaultMode, count: Option<u64>) -> FaultSpec {
         latency_ms: None,
         probability: None,
         count,
+        rate_per_s: None,
     }
 }
 

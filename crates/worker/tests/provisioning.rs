@@ -24,6 +24,7 @@ fn fault(endpoint: &str, mode: FaultMode) -> FaultSpec {
         latency_ms: None,
         probability: None,
         count: None,
+        rate_per_s: None,
     }
 }
 

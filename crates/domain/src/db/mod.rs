@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod batches;
+pub mod budget;
 pub mod clock;
 pub mod connect;
 pub mod customers;
@@ -14,6 +15,7 @@ pub mod messages;
 pub mod operations;
 pub mod pricing;
 pub mod queue;
+pub mod retention;
 pub mod topups;
 pub mod upstream;
 pub mod webhooks;

@@ -209,13 +209,25 @@ pub fn my_agents(
         .filter(|inst| category.is_none_or(|c| inst.categories.iter().any(|x| x == c)))
         .filter(|inst| inst.created_wall.elapsed() >= lag)
         .collect();
-    rows.sort_by_key(|inst| sort_key(inst, column));
-    if !ascending {
-        rows.reverse();
+    // Only the rows up to the page's end need ordering: a fleet of 100k listed page by page
+    // must not cost a full sort per page.
+    let order = |a: &&Instance, b: &&Instance| {
+        let by = sort_key(a, column).cmp(&sort_key(b, column));
+        if ascending { by } else { by.reverse() }
+    };
+    let end = start.saturating_add(limit);
+    if end < rows.len() {
+        rows.select_nth_unstable_by(end, order);
+        rows.truncate(end);
     }
+    let first = start.min(rows.len());
+    if first > 0 && first < rows.len() {
+        rows.select_nth_unstable_by(first, order);
+    }
+    rows[first..].sort_by(order);
     let page: Vec<Value> = rows
         .into_iter()
-        .skip(start)
+        .skip(first)
         .take(limit)
         .filter_map(|inst| {
             let tpl = world.catalog.by_id(inst.template_id)?;

@@ -4,43 +4,57 @@
 //! threshold again) and at most `billing.topup_monthly_cap` packs per customer per calendar
 //! month; a Starter instance follows `billing.starter_policy` (upgrade to Pro, or alert only).
 
+use std::collections::HashMap;
+
 use domain::config::StarterPolicy;
 use domain::db::instances::{self, Change, Instance};
 use domain::db::{alerts, topups};
 use domain::model::{CustomerStatus, InstanceState};
+use futures::TryStreamExt;
 use operations::Services;
 use operations::billing::{self, BillingAction, BillingError};
 use operations::observe;
 use operations::protocol::Requester;
+use wiro_client::models::UserAgent;
 
 use super::{Statuses, for_each};
 
 /// What a top-up sweep did.
 #[derive(Debug, Default)]
 pub struct TopupReport {
-    /// Instances looked at.
+    /// Agents MyAgents listed.
+    pub listed: usize,
+    /// Agents whose credits were read (Detail): the ones MyAgents could not clear.
     pub candidates: usize,
     /// Items that failed (retried next sweep).
     pub failures: usize,
 }
 
-/// Runs the sweep.
+/// Runs the sweep: MyAgents (one call per page) says which agents may need credits; only those
+/// cost a Detail, the one place Wiro shows monthly credits.
 ///
 /// # Errors
-/// Database failures.
+/// When MyAgents cannot be read; database failures.
 pub async fn run(ctx: &Services) -> anyhow::Result<TopupReport> {
-    if ctx.settings.billing.topup_threshold <= 0 {
+    let threshold = ctx.settings.billing.topup_threshold;
+    if threshold <= 0 {
         return Ok(TopupReport::default());
     }
-    let candidates: Vec<Instance> = instances::deployed(&ctx.pool)
-        .await?
-        .into_iter()
-        .filter(|i| i.subscription_status.as_deref() == Some("active"))
-        .filter(|i| {
-            !matches!(
-                i.state,
-                InstanceState::Failed | InstanceState::Deploying | InstanceState::Pending
-            )
+    let upstream: Vec<UserAgent> = ctx
+        .wiro
+        .my_agents_pages(wiro_client::MY_AGENTS_MAX_PAGE)
+        .try_concat()
+        .await?;
+    let ours = instances::deployed(&ctx.pool).await?;
+    let by_guid: HashMap<&str, &Instance> = ours
+        .iter()
+        .filter_map(|i| i.wiro_guid.as_deref().map(|g| (g, i)))
+        .collect();
+    let candidates: Vec<Instance> = upstream
+        .iter()
+        .filter_map(|agent| {
+            let instance = by_guid.get(agent.guid.as_str())?;
+            may_need_credits(instance, agent, threshold).then(|| (*instance).clone())
         })
         .collect();
     let statuses = Statuses::new(&ctx.pool);
@@ -51,9 +65,37 @@ pub async fn run(ctx: &Services) -> anyhow::Result<TopupReport> {
     })
     .await;
     Ok(TopupReport {
+        listed: upstream.len(),
         candidates: count,
         failures,
     })
+}
+
+/// Whether an agent's credits may call for the policy, judged from what MyAgents shows (its
+/// subscription, extra credits) and our record, without its monthly credits (only in Detail).
+/// A fleet whose agents hold no extra credits still costs one Detail per active agent.
+fn may_need_credits(instance: &Instance, agent: &UserAgent, threshold: i64) -> bool {
+    if instance.subscription_status.as_deref() != Some("active")
+        || matches!(
+            instance.state,
+            InstanceState::Failed | InstanceState::Deploying | InstanceState::Pending
+        )
+    {
+        return false;
+    }
+    if !agent
+        .subscription
+        .as_ref()
+        .is_some_and(wiro_client::models::Subscription::is_active)
+    {
+        return false; // expired: nothing to top up; reconciliation and renewals record it
+    }
+    if !instance.topup_armed {
+        return true; // a crossing was handled: Detail shows when credits are back above
+    }
+    // Above the line whatever the monthly credits are; below it only Detail can tell. (Our
+    // stored monthly credits are as old as the last Detail, and the agent may have run since.)
+    agent.extracredits.unwrap_or(0) < threshold
 }
 
 /// The policy for one agent now, outside the schedule (its credits ran out): the same rules

@@ -29,8 +29,10 @@ use super::{Statuses, for_each, restart};
 pub struct ReconcileReport {
     /// Upstream instances seen.
     pub upstream: usize,
-    /// Mapped instances updated.
+    /// Mapped instances seen.
     pub observed: usize,
+    /// Mapped instances whose row changed (the rest were already up to date).
+    pub written: usize,
     /// Unknown instances re-adopted by (or handed to) their order.
     pub adopting: usize,
     /// Duplicates contained, or instances of unknown orders reported.
@@ -79,14 +81,21 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         .into_iter()
         .map(|agent| ((*by_guid[agent.guid.as_str()]).clone(), agent.clone()))
         .collect();
+    let written = std::sync::atomic::AtomicUsize::new(0);
     report.failures += for_each(ctx, mapped, |(instance, agent)| {
         let statuses = &statuses;
+        let written = &written;
         async move {
             // A job may change the row meanwhile: re-read and judge again (a few times).
             let mut current = instance;
             for _ in 0..5 {
-                if observe_one(ctx, &current, &agent, statuses).await? {
-                    return Ok(());
+                match observe_one(ctx, &current, &agent, statuses).await? {
+                    Observed::Unchanged => return Ok(()),
+                    Observed::Written => {
+                        written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Observed::Raced => {}
                 }
                 match instances::get(&ctx.pool, current.id).await? {
                     // A downgrade moved the agent to a new instance: this row is not about it.
@@ -104,6 +113,7 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         }
     })
     .await;
+    report.written = written.into_inner();
 
     let gone: Vec<Instance> = ours
         .iter()
@@ -141,14 +151,23 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
     Ok(report)
 }
 
-/// Records what Wiro shows and restarts what should run; false when the row changed first
-/// (the caller re-reads).
+/// What [`observe_one`] did.
+enum Observed {
+    /// The row already held what Wiro shows; nothing to do.
+    Unchanged,
+    /// The observation (and any restart) was recorded.
+    Written,
+    /// The row changed first: the caller re-reads and judges again.
+    Raced,
+}
+
+/// Records what Wiro shows and restarts what should run.
 async fn observe_one(
     ctx: &Services,
     instance: &Instance,
     agent: &UserAgent,
     statuses: &Statuses,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Observed> {
     let active_customer = statuses.get(instance.customer_id).await? == CustomerStatus::Active;
     let wants_running = instance.desired_state == DesiredState::Running && active_customer;
     let subscribed = agent
@@ -204,11 +223,18 @@ async fn observe_one(
         }
         _ => {}
     }
+    if alert.is_none() && resolved.is_none() && !restart_needed {
+        let (writes, renewals) = observe::planned(instance, agent, change.clone());
+        if writes.is_empty() && renewals.is_empty() {
+            // Nothing new: no lock, no write (most agents on most sweeps).
+            return Ok(Observed::Unchanged);
+        }
+    }
     let mut tx = ctx.pool.begin().await?;
     let Some(current) =
         observe::record(&mut tx, instance.id, Some(instance.version), agent, change).await?
     else {
-        return Ok(false);
+        return Ok(Observed::Raced);
     };
     let subject = alerts::instance_subject(instance.id);
     if let Some((kind, detail)) = alert {
@@ -221,7 +247,7 @@ async fn observe_one(
     if restart_needed {
         restart(ctx, &current, "reconciliation found it stopped or in Error").await?;
     }
-    Ok(true)
+    Ok(Observed::Written)
 }
 
 /// Backoff between error restarts: `provisioning.backoff_base` doubled per restart, capped.
