@@ -353,6 +353,22 @@ pub async fn running_order(
     .await
 }
 
+/// `n` Starter orders of `template` for customers `<prefix>-0`, `<prefix>-1`, ..., default
+/// configuration: the body of an ops batch.
+pub fn batch_of(template: &ResolvedTemplate, n: usize, prefix: &str) -> Vec<orders::BatchOrder> {
+    (0..n)
+        .map(|i| orders::BatchOrder {
+            customer: format!("{prefix}-{i}"),
+            order: Order {
+                plan: Plan::Starter,
+                title: format!("{prefix} {i}"),
+                config: PendingConfig::default(),
+            },
+            template: template.clone(),
+        })
+        .collect()
+}
+
 /// Ledger rows of a kind in the simulator.
 pub fn sim_charges(h: &Harness, kind: &str) -> usize {
     h.sim

@@ -53,6 +53,19 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    /// `rate_limit` on every endpoint: HTTP 429 beyond `per_s` calls a second.
+    pub fn rate_limit(per_s: u32) -> Self {
+        Self {
+            endpoint: "*".into(),
+            mode: FaultMode::RateLimit,
+            status: None,
+            latency_ms: None,
+            probability: None,
+            count: None,
+            rate_per_s: Some(per_s),
+        }
+    }
+
     /// Checks the numbers make sense; the message names the bad field.
     ///
     /// # Errors

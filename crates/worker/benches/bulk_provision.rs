@@ -6,8 +6,8 @@
 //! With `rate_limit` > 0 the simulator answers 429 to every call beyond that many a second
 //! (fault `rate_limit`), and the run reports how many it refused and the rate achieved.
 //!
-//! Creates a scratch database, submits one batch, runs the real apalis worker until every order
-//! is Running, and prints wall time against the ideal bound
+//! Creates a scratch database, submits one batch of the Email Assistant (no OAuth connection to
+//! wait for), runs the real apalis worker until every order is Running, and prints wall time against the ideal bound
 //! (calls per order × latency × orders ÷ concurrency) and the upstream calls per order.
 
 use std::sync::Arc;
@@ -64,15 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     if rate_limit > 0 {
         sim.sim()
-            .add_fault(FaultSpec {
-                endpoint: "*".into(),
-                mode: FaultMode::RateLimit,
-                status: None,
-                latency_ms: None,
-                probability: None,
-                count: None,
-                rate_per_s: Some(rate_limit),
-            })
+            .add_fault(FaultSpec::rate_limit(rate_limit))
             .map_err(anyhow::Error::msg)?;
     }
 
@@ -93,16 +85,14 @@ async fn main() -> anyhow::Result<()> {
         worker_name: Arc::from("bench-worker"),
     };
 
+    // A template that runs without an OAuth connection (Instagram's would wait for the
+    // customer's consent in awaiting_connection).
     let template = ResolvedTemplate {
-        guid: "a1b2c3d4-e5f6-7890-abcd-ef1234567890".into(),
-        slug: "instagram-manager".into(),
-        price_cents: 900,
+        guid: "b2c3d4e5-f6a7-8901-bcde-f23456789012".into(),
+        slug: "email-assistant".into(),
+        price_cents: 500,
     };
-    let mut config = PendingConfig::default();
-    config.credentials.0.insert(
-        "instagram".into(),
-        [("authMethod".to_owned(), serde_json::json!("wiro"))].into(),
-    );
+    let config = PendingConfig::default();
     let batch: Vec<BatchOrder> = (0..orders)
         .map(|i| BatchOrder {
             customer: format!("bench-{i}"),
@@ -115,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
 
+    let busy_before = machine_busy_seconds();
     let submitted = Instant::now();
     domain::orders::submit_batch(
         &pool,
@@ -140,9 +131,16 @@ async fn main() -> anyhow::Result<()> {
         if running as usize == orders {
             break;
         }
+        let stuck: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM instances WHERE state IN ('failed', 'awaiting_connection')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        anyhow::ensure!(stuck == 0, "{stuck} orders failed or wait for a connection");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = submitted.elapsed();
+    let busy = machine_busy_seconds() - busy_before;
     let _ = stop.send(());
     let _ = worker.await;
 
@@ -161,6 +159,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ideal bound            {:.2} s  (calls/order × latency × orders ÷ concurrency)",
         ideal.as_secs_f64()
+    );
+    println!(
+        "machine CPU per order  {:.2} ms (every core's busy time from submit to all Running: \
+         Postgres, worker and simulator; run on an otherwise idle machine)",
+        busy * 1000.0 / orders as f64
     );
     println!(
         "efficiency             {:.0} %",
@@ -225,4 +228,23 @@ async fn main() -> anyhow::Result<()> {
         )))
         .await?;
     Ok(())
+}
+
+/// Seconds every core spent busy since boot (`/proc/stat`: user, nice, system, irq, softirq);
+/// 0 where there is no `/proc`.
+fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|i| fields.get(*i)).sum();
+    // USER_HZ is 100 on Linux.
+    busy / 100.0
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use domain::model::{InstanceState, Plan};
-use domain::orders::{Actor, BatchOrder, Order};
+use domain::orders::{Actor, Order};
 use domain::sealed::PendingConfig;
 use sqlx::PgPool;
 use testkit::*;
@@ -31,17 +31,7 @@ async fn a_customers_order_placed_after_a_large_batch_runs_before_most_of_it(poo
         s.worker.provision_concurrency = 2;
     });
     let template = template(&h, "email-assistant", Plan::Starter).await;
-    let batch: Vec<BatchOrder> = (0..BATCH)
-        .map(|i| BatchOrder {
-            customer: format!("bulk-{i}"),
-            order: Order {
-                plan: Plan::Starter,
-                title: format!("Bulk {i}"),
-                config: PendingConfig::default(),
-            },
-            template: template.clone(),
-        })
-        .collect();
+    let batch = batch_of(&template, BATCH, "bulk");
     let actor = Actor {
         name: "test",
         request_id: None,

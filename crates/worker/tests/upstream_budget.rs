@@ -5,24 +5,11 @@
 use std::time::Duration;
 
 use domain::model::{InstanceState, Plan};
-use domain::orders::{Actor, BatchOrder, Order};
-use domain::sealed::PendingConfig;
+use domain::orders::Actor;
 use sqlx::PgPool;
 use testkit::*;
 use wiro_client::models::AgentListRequest;
-use wiro_sim::{FaultMode, FaultSpec};
-
-fn rate_limit(per_s: u32) -> FaultSpec {
-    FaultSpec {
-        endpoint: "*".into(),
-        mode: FaultMode::RateLimit,
-        status: None,
-        latency_ms: None,
-        probability: None,
-        count: None,
-        rate_per_s: Some(per_s),
-    }
-}
+use wiro_sim::FaultSpec;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_bulk_batch_against_a_rate_limited_wiro_finishes_with_no_order_failed(pool: PgPool) {
@@ -32,19 +19,9 @@ async fn a_bulk_batch_against_a_rate_limited_wiro_finishes_with_no_order_failed(
     let ctx = context_with(&h, "polite-worker", |s| {
         s.worker.provision_concurrency = 32;
     });
-    h.sim.sim().add_fault(rate_limit(LIMIT)).unwrap();
+    h.sim.sim().add_fault(FaultSpec::rate_limit(LIMIT)).unwrap();
     let template = template(&h, "email-assistant", Plan::Starter).await;
-    let batch: Vec<BatchOrder> = (0..ORDERS)
-        .map(|i| BatchOrder {
-            customer: format!("polite-{i}"),
-            order: Order {
-                plan: Plan::Starter,
-                title: format!("Polite {i}"),
-                config: PendingConfig::default(),
-            },
-            template: template.clone(),
-        })
-        .collect();
+    let batch = batch_of(&template, ORDERS, "polite");
     domain::orders::submit_batch(
         &h.pool,
         &h.ctx.sealer,
@@ -108,7 +85,7 @@ async fn two_processes_share_one_budget_through_postgres(pool: PgPool) {
     let h = harness(pool).await;
     // Wiro would refuse anything beyond the budget plus a small margin: no 429 means the two
     // processes together stayed within it.
-    h.sim.sim().add_fault(rate_limit(26)).unwrap();
+    h.sim.sim().add_fault(FaultSpec::rate_limit(26)).unwrap();
     let first = context_with(&h, "budget-1", |_| {});
     let second = context_with(&h, "budget-2", |_| {});
     let (stop, stopped) = tokio::sync::watch::channel(false);
