@@ -161,5 +161,85 @@ pub async fn render(pool: &sqlx::PgPool) -> crate::Result<String> {
     for (kind, _, cents) in &totals {
         let _ = writeln!(out, "ledger_amount_cents{{kind=\"{kind}\"}} {cents}");
     }
+    render_gauges(&mut out, &crate::db::gauges::read(pool).await?);
     Ok(out)
+}
+
+/// The gauges the alert rules and the dashboard watch (`deploy/prometheus`, `deploy/grafana`).
+fn render_gauges(out: &mut String, g: &crate::db::gauges::Gauges) {
+    use std::fmt::Write;
+    let mut family = |name: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let one = |key: &str, value: &str| format!("{{{key}=\"{value}\"}}");
+    family(
+        "alerts_open",
+        "Open operator alerts by kind.",
+        &g.alerts_open
+            .iter()
+            .map(|(kind, n)| (one("kind", kind), n.to_string()))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "job_queue_depth",
+        "Jobs not done, by queue and status.",
+        &g.jobs
+            .iter()
+            .map(|((queue, status), n)| {
+                (
+                    format!("{{queue=\"{queue}\",status=\"{status}\"}}"),
+                    n.to_string(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "job_oldest_due_seconds",
+        "How long the longest-waiting due job of each queue has waited.",
+        &g.oldest_due_seconds
+            .iter()
+            .map(|(queue, secs)| (one("queue", queue), format!("{secs:.3}")))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "operations_unresolved",
+        "Consequential upstream calls whose outcome is not settled, by state.",
+        &g.operations_unresolved
+            .iter()
+            .map(|(state, n)| (one("state", state), n.to_string()))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "workers_alive",
+        "Workers heard from within a minute, by queue.",
+        &g.workers_alive
+            .iter()
+            .map(|(queue, n)| (one("queue", queue), n.to_string()))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "wallet_due_cents",
+        "What renewals due within the window and parked subscriptions will take from the wallet.",
+        &[(
+            one(
+                "window",
+                &format!("{}d", crate::db::gauges::WALLET_WINDOW_DAYS),
+            ),
+            g.wallet_due_cents.to_string(),
+        )],
+    );
+    // NaN while Wiro has reported no balance: every comparison with it is false, so no rule
+    // fires on a balance nobody knows.
+    family(
+        "wallet_available_cents",
+        "The wallet balance Wiro last reported in an open insufficient-balance refusal (NaN: none).",
+        &[(
+            String::new(),
+            g.wallet_available_cents
+                .map_or_else(|| "NaN".to_owned(), |cents| cents.to_string()),
+        )],
+    );
 }

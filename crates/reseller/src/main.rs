@@ -1,5 +1,7 @@
 //! `reseller`: one binary for the whole service.
 
+mod doctor;
+mod migrate;
 mod provision;
 mod runtime;
 mod serve;
@@ -35,8 +37,9 @@ enum Command {
     Worker,
     /// Run the Wiro simulator as its own process.
     Sim(wiro_sim::cli::SimArgs),
-    /// Apply the database migrations (ours and the job queue's), then exit.
-    Migrate,
+    /// Apply the database migrations (ours and the job queue's), then exit; or, with --check,
+    /// wait until they are applied.
+    Migrate(migrate::MigrateArgs),
     /// Print a JWT (HS256) for a customer, or for ops with --role ops: the bare token on stdout,
     /// its expiry on stderr. Signs with RESELLER_AUTH__HS256_SECRET, or — beside `reseller up` —
     /// with the development secret `up` generated in .reseller/.
@@ -61,6 +64,10 @@ enum Command {
     /// credential with the new key, so the old ones can be removed. Safe to run while the
     /// service runs, and to rerun.
     Reseal,
+    /// Check the configuration, the database and its migrations, Wiro (reachability, the API
+    /// key, the team), the clock, the credentials key and the JWT setup; print the wallet
+    /// forecast. Exit code 0 only when every check passes.
+    Doctor(doctor::DoctorArgs),
     /// Print agents by state, failed jobs, open alerts and the wallet forecast.
     Status {
         /// Forecast look-ahead in days.
@@ -105,14 +112,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             telemetry::init("auto", "wiro_sim=info");
             wiro_sim::cli::run(args).await
         }
-        Command::Migrate => {
-            let settings = runtime::load()?;
-            let pool =
-                runtime::pool(&settings, 2, settings.database.worker_acquire_timeout).await?;
-            domain::migrate(&pool).await?;
-            println!("migrations applied");
-            Ok(())
-        }
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Token { sub, role, ttl } => {
             let mut settings = domain::Settings::load()?;
             runtime::use_dev_jwt_secret(&mut settings, false)?;
@@ -146,6 +146,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Status { days } => {
             let settings = domain::Settings::load()?;
             status::run(&settings, days).await

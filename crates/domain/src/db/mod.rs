@@ -8,6 +8,7 @@ pub mod budget;
 pub mod clock;
 pub mod connect;
 pub mod customers;
+pub mod gauges;
 pub mod idempotency;
 pub mod instances;
 pub mod ledger;
