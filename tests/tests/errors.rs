@@ -259,6 +259,17 @@ async fn the_docs_spec_health_and_metrics_are_served(pool: PgPool) {
         serde_json::to_value(api::openapi()).unwrap(),
         "the served spec is the finished one"
     );
+    // The address people type: one redirect to the page.
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.headers()["location"], "docs/");
     let docs = app.request(Method::GET, "/docs/", None, None, &[]).await;
     assert_eq!(docs.status, StatusCode::OK);
     let policy = docs.headers["content-security-policy"].to_str().unwrap();

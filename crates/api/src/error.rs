@@ -251,14 +251,14 @@ impl ApiError {
                 "validation_failed",
                 "the request was refused as invalid",
             ),
-            W::MessageNotFound | W::AgentNotFoundOrAccessDenied => {
-                return Self::not_found("message");
-            }
+            W::MessageNotFound => return Self::not_found("message"),
             W::AgentNotFound | W::AgentNotFoundOrInactive => return Self::not_found("template"),
-            W::UserAgentNotFound => (
+            // Messaging's word for an unknown instance guid (ours is on record, so Wiro lost
+            // it): the agent is gone upstream, not the message.
+            W::UserAgentNotFound | W::AgentNotFoundOrAccessDenied => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_instance_missing",
-                "the agent no longer exists upstream; the operator has been alerted",
+                "the agent no longer exists upstream; the operator is alerted",
             ),
             W::InsufficientWalletBalance { .. } if ops => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_wallet", "")

@@ -142,6 +142,7 @@ impl Application {
                 app.wrap(from_fn(crate::headers::middleware))
                     .wrap(from_fn(crate::metrics::middleware))
                     .wrap(from_fn(request_id::middleware))
+                    .route("/docs", web::get().to(docs_redirect))
                     .default_service(web::to(fallback))
             })
             // Serve the finished document, not the one collected per worker.
@@ -177,4 +178,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// `/docs` → `/docs/`, where Swagger UI is served. The target is relative, so it also holds
+/// behind a proxy that mounts the API under a path prefix.
+async fn docs_redirect() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "docs/"))
+        .finish()
 }

@@ -14,6 +14,8 @@ use crate::{runtime, serve};
 
 /// The demo account of the embedded simulator.
 const DEMO_KEY: &str = "demo-key";
+/// Where the embedded simulator keeps its world between runs (beside the development keys).
+const SIM_STATE: &str = ".reseller/wiro-sim.json";
 
 /// Flags of `up`.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,7 +46,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         let mut config = SimConfig::with_account(DEMO_KEY, args.sim_wallet);
         config.delays = wiro_sim::Delays::default().with_start_delay_ms(1000);
-        let sim = SimServer::start(config, args.sim_listen)
+        let sim = wiro_sim::Simulator::new(config);
+        // The demo's Wiro outlives a restart: the agents ordered before are still there.
+        let state = std::path::PathBuf::from(SIM_STATE);
+        if sim.load_state(&state).map_err(anyhow::Error::msg)? {
+            eprintln!("the embedded simulator resumed from {SIM_STATE}");
+        }
+        let mut sim = SimServer::serve(sim, args.sim_listen)
             .await
             .with_context(|| {
                 format!(
@@ -52,6 +60,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     args.sim_listen
                 )
             })?;
+        sim.keep_state(state, std::time::Duration::from_secs(2));
         settings.wiro.base_url = sim.base_url();
         settings.wiro.api_key = SecretString::from(DEMO_KEY.to_owned());
         Some(sim)

@@ -1,6 +1,7 @@
 //! `reseller up` as a new user runs it: ready, the printed token orders an agent and chats
-//! with it, `reseller provision` bulk-orders from a CSV (twice, ordering once), and SIGTERM
-//! stops everything cleanly.
+//! with it, `reseller provision` bulk-orders from a CSV (twice, ordering once), SIGTERM stops
+//! everything cleanly, and a restart finds the agent still running (the simulator's state
+//! file) — or, with that file gone, failed within seconds and saying so.
 
 use std::time::Duration;
 
@@ -14,26 +15,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reseller"));
-    command
-        .args([
-            "up",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--sim-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
-        .env("DATABASE_URL", database_url(&pool))
-        .env("RUST_LOG", "warn")
-        .env("RESELLER_SCHEDULES__ENABLED", "false")
-        .env("RESELLER_API__METRICS_LISTEN", "127.0.0.1:0")
-        .env_remove("WIRO_API_KEY")
-        .env_remove("RESELLER_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-    let mut up = Guard(command.spawn().unwrap());
-    let out = lines(up.0.stdout.take().unwrap());
+    let (mut up, out) = start_up(&dir, port, &pool, false);
     let customer = line_starting(&out, "export CUSTOMER_TOKEN=", Duration::from_secs(60))
         .replace("export CUSTOMER_TOKEN=", "");
     let ops = line_starting(&out, "export OPS_TOKEN=", Duration::from_secs(5))
@@ -90,35 +72,7 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
         assert!(tokio::time::Instant::now() < deadline, "never ran: {agent}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let sent: Value = http
-        .post(format!("{base}/v1/agents/{id}/messages"))
-        .bearer_auth(&customer)
-        .json(&json!({"message": "hello from up"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reply: Value = http
-        .get(format!(
-            "{base}/v1/agents/{id}/messages/{}?wait=15",
-            sent["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&customer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(reply["status"], "agent_end", "{reply}");
-    assert!(
-        reply["response"]
-            .as_str()
-            .unwrap()
-            .contains("hello from up")
-    );
+    chat(&base, &customer, &id, "hello from up").await;
 
     // `reseller token` beside `up` signs with the development secret `up` generated: the bare
     // token on stdout, its expiry on stderr, and this API accepts it.
@@ -191,7 +145,121 @@ async fn up_serves_the_api_with_its_printed_tokens_and_stops_cleanly_on_sigterm(
 
     let status = terminate(&mut up.0);
     assert!(status.success(), "up exits 0 on SIGTERM, got {status}");
+
+    // Restarted, the demo's Wiro still has the agent (.reseller/wiro-sim.json): it runs and
+    // answers, and the tokens printed before still work.
+    assert!(dir.join(".reseller/wiro-sim.json").exists());
+    let (mut up, _out) = start_up(&dir, port, &pool, true);
+    wait_ok(&format!("{base}/readyz"), Duration::from_secs(30)).await;
+    assert_eq!(agent(&base, &customer, &id).await["state"], "running");
+    chat(&base, &customer, &id, "still there after a restart?").await;
+    assert!(terminate(&mut up.0).success());
+
+    // Without the state file the agents are gone upstream: the reconciliation every worker
+    // runs at start marks them failed within seconds, and a message says what happened.
+    std::fs::remove_file(dir.join(".reseller/wiro-sim.json")).unwrap();
+    let (mut up, _out) = start_up(&dir, port, &pool, true);
+    wait_ok(&format!("{base}/readyz"), Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = agent(&base, &customer, &id).await;
+        if view["state"] == "failed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reconciled at start: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = reqwest::Client::new()
+        .post(format!("{base}/v1/agents/{id}/messages"))
+        .bearer_auth(&customer)
+        .json(&json!({"message": "hello?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "upstream_instance_missing", "{problem}");
+    assert!(terminate(&mut up.0).success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Starts `reseller up` in `dir` on `port`, stdout piped; `schedules` on or off.
+fn start_up(
+    dir: &std::path::Path,
+    port: u16,
+    pool: &PgPool,
+    schedules: bool,
+) -> (Guard, std::sync::mpsc::Receiver<String>) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reseller"));
+    command
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sim-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url(pool))
+        .env("RUST_LOG", "warn")
+        .env("RESELLER_SCHEDULES__ENABLED", schedules.to_string())
+        .env("RESELLER_API__METRICS_LISTEN", "127.0.0.1:0")
+        .env_remove("WIRO_API_KEY")
+        .env_remove("RESELLER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let mut up = Guard(command.spawn().unwrap());
+    let out = lines(up.0.stdout.take().unwrap());
+    (up, out)
+}
+
+async fn agent(base: &str, token: &str, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/agents/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sends `text` and waits for the agent's answer, which echoes it.
+async fn chat(base: &str, token: &str, id: &str, text: &str) {
+    let http = reqwest::Client::new();
+    let sent: Value = http
+        .post(format!("{base}/v1/agents/{id}/messages"))
+        .bearer_auth(token)
+        .json(&json!({"message": text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reply: Value = http
+        .get(format!(
+            "{base}/v1/agents/{id}/messages/{}?wait=15",
+            sent["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("not sent: {sent}"))
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "agent_end", "{reply}");
+    assert!(
+        reply["response"].as_str().unwrap().contains(text),
+        "{reply}"
+    );
 }
 
 fn uuid_like() -> String {

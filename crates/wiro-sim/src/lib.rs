@@ -21,6 +21,7 @@ pub mod faults;
 mod http;
 pub mod money;
 mod simulator;
+pub mod state;
 mod webhooks;
 pub mod world;
 

@@ -96,6 +96,15 @@ pub async fn run(
         });
     }
     if ctx.settings.schedules.enabled {
+        // One reconciliation at start: after a restart, agents show what Wiro shows within
+        // seconds rather than at the next tick (minutes). Processes starting in the same second
+        // share the sweep (its key is the tick).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if let Err(e) = domain::jobs::enqueue_sweep(&ctx.pool, SweepKind::Reconcile, now).await {
+            tracing::warn!(error = %e, "cannot enqueue the start-up reconciliation; the schedule will run it");
+        }
         let schedules = &ctx.settings.schedules;
         for (kind, expr) in [
             (SweepKind::Reconcile, &schedules.reconcile),

@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use domain::db::instances::Instance;
 use domain::db::messages as message_map;
 use domain::ids::InstanceId;
+use domain::jobs::SweepKind;
 use operations::messages::{self, SendError};
 use operations::protocol::Requester;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use wiro_client::WiroError;
 use wiro_client::models::{HistoryRequest, Message, MessageRef};
 
 use super::agents::load;
@@ -236,6 +238,19 @@ pub async fn send_message(
             }
             Err(SendError::InDoubt(op)) => Ok(Answer::InDoubt(op)),
             Err(SendError::Refused(e) | SendError::Upstream(e)) => {
+                if matches!(
+                    e.wiro(),
+                    Some(WiroError::AgentNotFoundOrAccessDenied | WiroError::UserAgentNotFound)
+                ) {
+                    // Wiro no longer has the instance: reconcile now, which marks the agent
+                    // failed and alerts ops, instead of at the next tick.
+                    let now = chrono::Utc::now().timestamp();
+                    if let Err(e) =
+                        domain::jobs::enqueue_sweep(&state.pool, SweepKind::Reconcile, now).await
+                    {
+                        tracing::warn!(error = %e, "cannot enqueue a reconciliation");
+                    }
+                }
                 Err(ApiError::upstream(&e, false))
             }
             Err(SendError::Internal(e)) => Err(e.into()),

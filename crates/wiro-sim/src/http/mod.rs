@@ -59,6 +59,18 @@ impl SimServer {
         Self::serve(Simulator::new(config), listen).await
     }
 
+    /// Keeps the world in `path`: saved every `every` while it changes and once more at
+    /// [`SimServer::shutdown`]. Load it first with [`Simulator::load_state`].
+    pub fn keep_state(&mut self, path: std::path::PathBuf, every: std::time::Duration) {
+        let stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(crate::state::keep(
+            self.sim.clone(),
+            path,
+            every,
+            stop,
+        )));
+    }
+
     /// Serves an existing simulator.
     ///
     /// # Errors

@@ -11,11 +11,16 @@ mod render;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::catalog::Catalog;
 use crate::clock::SimTime;
+
+/// One of a fixed set of names. An alias, not `&'static str` written out, because serde's
+/// derive would borrow a `&str` field from the input (the state file); these are read by
+/// name into the known set instead (`crate::state`).
+pub type Label = &'static str;
 
 /// Pauses of the status machine, in simulated milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +87,7 @@ pub struct Account {
 }
 
 /// A subscription of one instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Subscription {
     /// `starter` or `pro`.
     pub plan: String,
@@ -99,7 +104,7 @@ pub struct Subscription {
 }
 
 /// A purchased extra-credit pack.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pack {
     /// Credits left in it.
     pub credits: i64,
@@ -108,7 +113,7 @@ pub struct Pack {
 }
 
 /// A deployed instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Instance {
     /// Numeric id.
     pub id: i64,
@@ -151,7 +156,9 @@ pub struct Instance {
     /// Timestamps.
     pub created_at: SimTime,
     /// Real (not simulated) creation time: the `list_lag` fault ages instances in real time,
-    /// since tests freeze the simulated clock.
+    /// since tests freeze the simulated clock. Not kept in a state file: a loaded instance
+    /// counts as created at load.
+    #[serde(skip, default = "std::time::Instant::now")]
     pub created_wall: std::time::Instant,
     /// Last change.
     pub updated_at: SimTime,
@@ -174,7 +181,7 @@ impl Instance {
 }
 
 /// A message sent to an instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
     /// Guid.
     pub guid: String,
@@ -193,7 +200,8 @@ pub struct Message {
     /// Accumulated output.
     pub debugoutput: String,
     /// `agent_queue` ... `agent_end`.
-    pub status: &'static str,
+    #[serde(deserialize_with = "crate::state::message_status")]
+    pub status: Label,
     /// Generation metadata once done.
     pub metadata: Value,
     /// Webhook URL.
@@ -211,7 +219,7 @@ pub struct Message {
 }
 
 /// One wallet charge.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Charge {
     /// Sequence number.
     pub id: u64,
@@ -220,7 +228,8 @@ pub struct Charge {
     /// Instance guid.
     pub instance_guid: String,
     /// `deploy`, `renewal`, `upgrade` or `extra_credits`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "crate::state::charge_kind")]
+    pub kind: Label,
     /// Dollars.
     pub amount: f64,
     /// Unix seconds (simulated).
@@ -286,8 +295,8 @@ pub struct World {
     pub oauth_states: BTreeMap<String, oauth::PendingConnect>,
     /// Facebook pages to choose from after a callback, by instance guid.
     pub fb_pending: BTreeMap<String, oauth::PendingPages>,
-    next_instance_id: i64,
-    next_message_seq: u64,
+    pub(crate) next_instance_id: i64,
+    pub(crate) next_message_seq: u64,
 }
 
 impl World {
