@@ -49,7 +49,14 @@ pub async fn middleware(
         request_id = %id,
         method = %req.method(),
         path = %req.path(),
+        trace_id = tracing::field::Empty,
     );
+    // A caller that traces (W3C `traceparent`) gets our spans in its trace.
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    domain::trace::continue_trace(&span, parent);
     let mut response = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span))
         .await?;

@@ -97,10 +97,13 @@ pub const CUSTOMER_QUEUE: &str = "customer";
 
 /// Bring a customer's agents in line with its status: suspended or closed → cancel renewal at
 /// period end and stop; active → undo the cancel and restore each agent's desired state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCustomerStatus {
     /// The customer.
     pub customer_id: crate::ids::CustomerId,
+    /// The W3C trace context of the request that caused the job (see [`ProvisionInstance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Enqueues [`ApplyCustomerStatus`] inside the caller's transaction.
@@ -113,6 +116,7 @@ pub async fn enqueue_customer_status(
 ) -> Result<()> {
     let payload = serde_json::to_vec(&ApplyCustomerStatus {
         customer_id: customer,
+        traceparent: crate::trace::current_traceparent(),
     })
     .map_err(|e| Error::Queue(e.to_string()))?;
     let task = TaskBuilder::new(payload).max_attempts(MAX_ATTEMPTS).build();
@@ -127,10 +131,19 @@ const MAX_ATTEMPTS: usize = 25;
 
 /// Drive one instance towards its desired state. Safe to run any number of times, in
 /// parallel: every side effect is fenced in the database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Payloads change expand-then-contract, so a worker of the previous release and of this one
+/// can run side by side: a field is only ever added as optional (an older worker ignores it,
+/// this one reads its absence as the old behaviour), and removed only after a release that no
+/// longer writes it. `tests/payloads` holds the previous release's payloads; a test runs them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionInstance {
     /// The instance.
     pub instance_id: InstanceId,
+    /// The W3C trace context of the request that caused the job (added in 0.2; absent from
+    /// older payloads and when tracing is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Which lane a provisioning job waits in. Workers take due jobs by priority first, so a
@@ -190,8 +203,11 @@ pub async fn enqueue_provision_in(
     let tasks = instances
         .iter()
         .map(|id| {
-            let payload = serde_json::to_vec(&ProvisionInstance { instance_id: *id })
-                .map_err(|e| Error::Queue(e.to_string()))?;
+            let payload = serde_json::to_vec(&ProvisionInstance {
+                instance_id: *id,
+                traceparent: crate::trace::current_traceparent(),
+            })
+            .map_err(|e| Error::Queue(e.to_string()))?;
             Ok(TaskBuilder::new(payload)
                 .max_attempts(MAX_ATTEMPTS)
                 .priority(lane.priority())

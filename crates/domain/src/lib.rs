@@ -18,6 +18,7 @@ pub mod orders;
 pub mod pricing;
 pub mod reseal;
 pub mod sealed;
+pub mod trace;
 pub mod webhooks;
 
 pub use config::Settings;
@@ -53,7 +54,12 @@ pub async fn pending_migrations(pool: &sqlx::PgPool) -> Result<Vec<i64>> {
 /// When either set cannot be applied.
 pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     use anyhow::Context;
-    MIGRATOR
+    // Migrations are expand-then-contract: a newer release's only add what this one ignores.
+    // So a newer migration already applied (a rollback's migrate Job runs this release
+    // against the newer schema) is left in place, not refused.
+    let mut migrator = sqlx::migrate!("../../migrations");
+    migrator.set_ignore_missing(true);
+    migrator
         .run(pool)
         .await
         .context("applying wiro-reseller migrations")?;

@@ -81,6 +81,7 @@ fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .and_then(|rt| rt.block_on(dispatch(cli.command)));
+    telemetry::flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -16,7 +16,8 @@ pub async fn apply_customer_status(
     ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = CUSTOMER_QUEUE, job_id = %task_id, customer = %job.customer_id);
+    let span = tracing::info_span!("job", queue = CUSTOMER_QUEUE, job_id = %task_id, customer = %job.customer_id, trace_id = tracing::field::Empty);
+    domain::trace::continue_trace(&span, job.traceparent.as_deref());
     super::measured(&ctx.pool, CUSTOMER_QUEUE, &task_id, async {
         customer_status::apply(&ctx, job.customer_id)
             .await

@@ -22,7 +22,8 @@ pub async fn provision_instance(
     ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id);
+    let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id, trace_id = tracing::field::Empty);
+    domain::trace::continue_trace(&span, job.traceparent.as_deref());
     super::measured(&ctx.pool, PROVISION_QUEUE, &task_id, drive(job, &ctx))
         .instrument(span)
         .await

@@ -16,7 +16,8 @@ pub async fn run_sweep(
     ctx: Data<Services>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = SWEEP_QUEUE, job_id = %task_id, sweep = job.kind.as_str(), tick = job.tick);
+    let span = tracing::info_span!("job", queue = SWEEP_QUEUE, job_id = %task_id, sweep = job.kind.as_str(), tick = job.tick, trace_id = tracing::field::Empty);
+    domain::trace::continue_trace(&span, None);
     super::measured(&ctx.pool, SWEEP_QUEUE, &task_id, async {
         sweeps::run(&ctx, job.kind).await.map_err(Into::into)
     })
