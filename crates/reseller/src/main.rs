@@ -10,7 +10,7 @@ mod telemetry;
 mod up;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// wiro-reseller: give each of your customers their own hosted AI agent on Wiro.
 ///
@@ -18,10 +18,19 @@ use clap::{Parser, Subcommand};
 /// RESELLER_CONFIG, RESELLER_<SECTION>__<KEY> variables, and DATABASE_URL, WIRO_BASE_URL,
 /// WIRO_API_KEY, WIRO_API_SECRET, WIRO_TEAM_GUID, LOG_FORMAT, RUST_LOG.
 #[derive(Parser)]
-#[command(name = "reseller", version, about, long_about)]
+#[command(
+    name = "reseller",
+    version,
+    about,
+    long_about,
+    disable_help_flag = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print help (`-h` and `--help` print the same).
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::HelpLong, global = true)]
+    help: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +82,18 @@ enum Command {
         /// Forecast look-ahead in days.
         #[arg(long, default_value_t = 30)]
         days: i64,
+        /// Keep printing the tables, every --interval, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: how often, e.g. 2s or 1m.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: std::time::Duration,
+    },
+    /// Print a shell completion script: `reseller completions bash > /etc/bash_completion.d/reseller`
+    /// (also zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -148,9 +169,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor(args) => doctor::run(args).await,
-        Command::Status { days } => {
+        Command::Status {
+            days,
+            watch,
+            interval,
+        } => {
             let settings = domain::Settings::load()?;
-            status::run(&settings, days).await
+            status::run(&settings, days, watch.then_some(interval)).await
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "reseller", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script))
         }
     }
 }

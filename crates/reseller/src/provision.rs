@@ -23,6 +23,7 @@ pub struct ProvisionArgs {
     #[arg(
         long,
         env = "RESELLER_API_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8080"
     )]
     pub api: String,
@@ -35,6 +36,10 @@ pub struct ProvisionArgs {
     /// Submit and exit without waiting for provisioning to finish.
     #[arg(long)]
     pub no_wait: bool,
+    /// Retry the file's failed orders (after fixing their cause, e.g. topping up the wallet):
+    /// each resumes from its recorded step, nothing is ordered twice.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 /// One valid row.
@@ -208,10 +213,114 @@ pub async fn run(args: ProvisionArgs, settings: &domain::Settings) -> anyhow::Re
         );
         batches.push(body["id"].as_str().unwrap_or_default().to_owned());
     }
+    if args.retry_failed {
+        let failed = failed_orders(&http, &base, &token, &batches).await?;
+        for order in &failed {
+            let response = http
+                .post(format!("{base}/v1/admin/agents/{}/retry", order.agent))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the API at {base}"))?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or_default();
+                bail!(
+                    "retrying {} ({}) was refused ({status}): {}",
+                    order.agent,
+                    order.customer,
+                    body["detail"].as_str().unwrap_or("no detail")
+                );
+            }
+        }
+        println!("retried {} failed order(s)", failed.len());
+    }
     if args.no_wait {
         return Ok(());
     }
-    wait(&http, &base, &token, &batches, total).await
+    wait(&http, &base, &token, &batches, total).await?;
+    let failed = failed_orders(&http, &base, &token, &batches).await?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    crate::print_stdout(&failure_table(&failed))?;
+    bail!(
+        "{} order(s) failed; fix the cause, then rerun with --retry-failed",
+        failed.len()
+    )
+}
+
+/// An order of the file that failed, and why.
+struct FailedOrder {
+    customer: String,
+    agent: String,
+    reason: String,
+}
+
+/// Every failed order of `batches` (all pages).
+async fn failed_orders(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    batches: &[String],
+) -> anyhow::Result<Vec<FailedOrder>> {
+    let mut failed = Vec::new();
+    for id in batches {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = url::Url::parse(&format!("{base}/v1/admin/provisioning-batches/{id}"))
+                .with_context(|| format!("--api {base} is not a URL"))?;
+            url.query_pairs_mut().append_pair("limit", "500");
+            if let Some(c) = &cursor {
+                url.query_pairs_mut().append_pair("cursor", c);
+            }
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            for item in body["items"].as_array().into_iter().flatten() {
+                if item["state"] == "failed" {
+                    failed.push(FailedOrder {
+                        customer: item["customer"].as_str().unwrap_or("?").to_owned(),
+                        agent: item["instance_id"].as_str().unwrap_or("?").to_owned(),
+                        reason: item["error"]
+                            .as_str()
+                            .unwrap_or("no reason recorded")
+                            .to_owned(),
+                    });
+                }
+            }
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+    }
+    Ok(failed)
+}
+
+fn failure_table(failed: &[FailedOrder]) -> String {
+    let width = failed
+        .iter()
+        .map(|f| f.customer.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("CUSTOMER".len());
+    let mut out = format!(
+        "\nFAILED ORDERS\n{:<width$}  {:<36}  REASON\n",
+        "CUSTOMER", "AGENT"
+    );
+    for f in failed {
+        out.push_str(&format!(
+            "{:<width$}  {:<36}  {}\n",
+            f.customer, f.agent, f.reason
+        ));
+    }
+    out
 }
 
 /// States an order does not leave by itself.
@@ -270,9 +379,6 @@ async fn wait(
         if settled >= total {
             if let Some(bar) = bar {
                 bar.finish();
-            }
-            if failed > 0 {
-                println!("{failed} order(s) failed: see GET /v1/admin/agents?state=failed");
             }
             return Ok(());
         }

@@ -11,9 +11,40 @@ use crate::runtime;
 ///
 /// # Errors
 /// When the database cannot be read.
-pub async fn run(settings: &domain::Settings, days: i64) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &domain::Settings,
+    days: i64,
+    watch: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     let pool = runtime::pool(settings, 2, settings.database.worker_acquire_timeout).await?;
     runtime::require_migrated(&pool).await?;
+    let Some(every) = watch else {
+        return crate::print_stdout(&report(&pool, days).await?);
+    };
+    // Redrawn in place on a terminal; appended with a timestamp otherwise (a log, a pipe).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let text = report(&pool, days).await?;
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC");
+        let frame = if terminal {
+            format!(
+                "\x1b[2J\x1b[H{now} (every {}; Ctrl-C stops)\n\n{text}",
+                humantime::format_duration(every)
+            )
+        } else {
+            format!("--- {now}\n{text}")
+        };
+        crate::print_stdout(&frame)?;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = runtime::shutdown_signal() => return Ok(()),
+        }
+    }
+}
+
+/// The tables, as text.
+async fn report(pool: &sqlx::PgPool, days: i64) -> anyhow::Result<String> {
+    let pool = pool.clone();
     let by_state = domain::db::instances::count_by_state(&pool).await?;
     let mut out = String::new();
     writeln!(out, "{:<24} {:>8}", "AGENT STATE", "COUNT")?;
@@ -75,5 +106,5 @@ pub async fn run(settings: &domain::Settings, days: i64) -> anyhow::Result<()> {
         "  wallet must hold           ${:>10.2}",
         forecast.total_cents as f64 / 100.0
     )?;
-    crate::print_stdout(&out)
+    Ok(out)
 }
