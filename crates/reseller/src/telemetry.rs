@@ -47,14 +47,19 @@ pub fn init(format: &str, level: &str) {
     } else {
         logs.boxed()
     };
+    // Traces keep the request, job and upstream-call spans (info) whatever the log level, and
+    // never the exporter's own HTTP stack (it would trace its own exports).
     let traces = provider().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("wiro-reseller"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("wiro-reseller"))
+            .with_filter(EnvFilter::new(
+                "info,sqlx=warn,hyper=off,hyper_util=off,h2=off,reqwest=off,opentelemetry=off",
+            ))
     });
     // A second init (tests, `up` embedding components) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(traces)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .try_init();
 }
 
