@@ -78,8 +78,10 @@ def main(path: str) -> None:
     worker_pod = by_kind["Deployment"]["reseller-worker"]["spec"]["template"]["spec"]
     env = {e["name"]: e for e in worker_pod["containers"][0].get("env", [])}
     need(
-        env.get("RESELLER_WORKER__NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
-        "reseller-worker: worker.name comes from the pod's name",
+        env.get("HOSTNAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+        and "RESELLER_WORKER__NAME" not in env
+        and "RESELLER_WORKER__NAME" not in config,
+        "reseller-worker: each process names itself after its pod (HOSTNAME) plus pid and a random suffix",
     )
     need(
         worker_pod.get("terminationGracePeriodSeconds", 30) > seconds(config.get("RESELLER_WORKER__SHUTDOWN_TIMEOUT", "30s")),
