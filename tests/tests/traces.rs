@@ -57,8 +57,27 @@ async fn an_orders_request_jobs_and_upstream_calls_share_one_trace(pool: PgPool)
     let agent = app
         .running_agent(&token, "email-assistant", "starter")
         .await;
-    provider.force_flush().unwrap();
-    let spans = exporter.get_finished_spans().unwrap();
+    // The job's spans end just after it recorded Running: wait until the last one (which
+    // made the Start call) is exported.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let spans = loop {
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let job_ended = spans.iter().any(|s| {
+            s.name == "job" && attribute(s, "instance").as_deref() == Some(agent.as_str())
+        });
+        let started = spans
+            .iter()
+            .any(|s| attribute(s, "endpoint").as_deref() == Some("UserAgent/Start"));
+        if job_ended && started {
+            break spans;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job's spans never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
 
     let request = spans
         .iter()
