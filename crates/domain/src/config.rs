@@ -325,8 +325,11 @@ pub enum FailedDeployPolicy {
 pub struct WorkerSettings {
     /// Worker name (empty: generated, unique per process).
     pub name: String,
-    /// Provisioning concurrency.
+    /// Provisioning jobs of ops batches in flight (the bulk lane).
     pub provision_concurrency: usize,
+    /// Provisioning jobs of customers' own orders and actions in flight (the interactive lane;
+    /// slots of its own, so these never wait behind a batch).
+    pub interactive_concurrency: usize,
     /// Other queues' concurrency.
     pub ops_concurrency: usize,
     /// Heartbeat period.
@@ -737,11 +740,20 @@ impl Settings {
                 "must be at least 365d: operations and audit entries of money are an accounting record".into(),
             );
         }
-        if self.worker.provision_concurrency == 0 || self.worker.ops_concurrency == 0 {
-            return bad(
-                "worker.provision_concurrency / worker.ops_concurrency",
-                "must be at least 1".into(),
-            );
+        for (key, value) in [
+            (
+                "worker.provision_concurrency",
+                self.worker.provision_concurrency,
+            ),
+            (
+                "worker.interactive_concurrency",
+                self.worker.interactive_concurrency,
+            ),
+            ("worker.ops_concurrency", self.worker.ops_concurrency),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1".into());
+            }
         }
         if self.worker.missed_heartbeats == 0 || self.worker.heartbeat_interval.is_zero() {
             return bad(

@@ -11,8 +11,16 @@ use sqlx::PgConnection;
 use crate::error::{Error, Result};
 use crate::ids::InstanceId;
 
-/// Provisioning: deploy, configure, start, wait for Running.
+/// Provisioning: deploy, configure, start, wait for Running — a customer's order or action,
+/// a restart, a retry.
 pub const PROVISION_QUEUE: &str = "provision";
+
+/// Provisioning of ops batches: its own queue with its own worker slots, so a batch of 10,000
+/// never holds the slots a customer's order waits for.
+pub const BULK_PROVISION_QUEUE: &str = "provision-bulk";
+
+/// Both provisioning queues (a job of either drives one instance).
+pub const PROVISION_QUEUES: [&str; 2] = [PROVISION_QUEUE, BULK_PROVISION_QUEUE];
 
 /// Scheduled sweeps (reconciliation, renewals, top-ups).
 pub const SWEEP_QUEUE: &str = "sweeps";
@@ -146,9 +154,10 @@ pub struct ProvisionInstance {
     pub traceparent: Option<String>,
 }
 
-/// Which lane a provisioning job waits in. Workers take due jobs by priority first, so a
-/// customer's own order, an action on an agent or a restart never queues behind an ops batch
-/// of thousands (apalis orders by `priority DESC, run_at`).
+/// Which lane a provisioning job waits in. Each lane is its own queue with its own worker
+/// slots (`worker.interactive_concurrency`, `worker.provision_concurrency`), so a customer's
+/// own order, an action on an agent or a restart never waits for a slot behind an ops batch of
+/// thousands. A job's follow-ups stay in its lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
     /// One agent at a time: orders, actions, restarts, retries.
@@ -158,6 +167,15 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// The lane's queue.
+    pub fn queue(self) -> &'static str {
+        match self {
+            Lane::Interactive => PROVISION_QUEUE,
+            Lane::Bulk => BULK_PROVISION_QUEUE,
+        }
+    }
+
+    /// Within a queue shared with an older release's jobs, interactive work still goes first.
     fn priority(self) -> usize {
         match self {
             Lane::Interactive => 1,
@@ -173,18 +191,6 @@ impl Lane {
 /// [`Error::Queue`] when the insert fails.
 pub async fn enqueue_provision(conn: &mut PgConnection, instances: &[InstanceId]) -> Result<()> {
     enqueue_provision_in(conn, instances, Lane::Interactive, Duration::ZERO).await
-}
-
-/// Like [`enqueue_provision`], running no earlier than `delay` from now.
-///
-/// # Errors
-/// [`Error::Queue`] when the insert fails.
-pub async fn enqueue_provision_after(
-    conn: &mut PgConnection,
-    instances: &[InstanceId],
-    delay: Duration,
-) -> Result<()> {
-    enqueue_provision_in(conn, instances, Lane::Interactive, delay).await
 }
 
 /// Enqueues provisioning of `instances` in `lane`, no earlier than `delay` from now.
@@ -215,7 +221,7 @@ pub async fn enqueue_provision_in(
                 .build())
         })
         .collect::<Result<Vec<_>>>()?;
-    apalis_postgres::queries::push_tasks(conn, PROVISION_QUEUE, tasks)
+    apalis_postgres::queries::push_tasks(conn, lane.queue(), tasks)
         .await
         .map_err(|e| Error::Queue(e.to_string()))
 }

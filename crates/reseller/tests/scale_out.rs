@@ -182,13 +182,13 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
         jobs += sum(
             &samples,
             "jobs_total",
-            &[("queue", "provision"), ("outcome", "ok")],
+            &[("queue", "provision-bulk"), ("outcome", "ok")],
         );
         assert!(
             sum(
                 &samples,
                 "job_duration_seconds_count",
-                &[("queue", "provision")]
+                &[("queue", "provision-bulk")]
             ) > 0.0,
             "each worker ran jobs"
         );

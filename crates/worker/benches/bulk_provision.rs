@@ -10,16 +10,14 @@
 //! wait for), runs the real apalis worker until every order is Running, and prints wall time against the ideal bound
 //! (calls per order × latency × orders ÷ concurrency) and the upstream calls per order.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use domain::model::{InstanceState, Plan};
 use domain::orders::{Actor, BatchOrder, Order, ResolvedTemplate};
-use domain::sealed::{PendingConfig, Sealer};
-use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor};
-use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig, SimServer};
+use domain::sealed::PendingConfig;
+use wiro_sim::FaultSpec;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,59 +29,19 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = get(3, 16) as usize;
     let rate_limit = get(4, 0) as u32;
 
-    let base = std::env::var("DATABASE_URL").expect("set DATABASE_URL to a Postgres server");
-    let db = format!("reseller_bench_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&base).await?;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
-        .await?;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await?;
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&format!("/{db}"));
-    let pool = PgPoolOptions::new()
-        .max_connections(concurrency as u32 + 10)
-        .connect(url.as_str())
-        .await?;
-    domain::migrate(&pool).await?;
-
-    let mut sim_config = SimConfig::with_account("bench-key", 1_000_000.0);
-    sim_config.delays = Delays::uniform(0);
-    let sim = SimServer::start(sim_config, "127.0.0.1:0".parse()?).await?;
-    sim.sim()
-        .add_fault(FaultSpec {
-            endpoint: "*".into(),
-            mode: FaultMode::Latency,
-            status: None,
-            latency_ms: Some(latency_ms),
-            probability: None,
-            count: None,
-            rate_per_s: None,
-        })
-        .map_err(anyhow::Error::msg)?;
+    let scratch = common::Scratch::create("reseller_bench", concurrency as u32 + 10).await?;
+    let pool = scratch.pool.clone();
+    let sim = common::simulator(1_000_000.0, latency_ms).await?;
     if rate_limit > 0 {
         sim.sim()
             .add_fault(FaultSpec::rate_limit(rate_limit))
             .map_err(anyhow::Error::msg)?;
     }
-
-    let mut settings = domain::Settings::defaults()?;
-    settings.wiro.base_url = sim.base_url();
-    settings.wiro.api_key = SecretString::from("bench-key".to_owned());
-    settings.worker.provision_concurrency = concurrency;
-    settings.worker.poll_interval = Duration::from_millis(100);
-    // No background sweeps during the measurement.
-    settings.schedules.enabled = false;
-    let key = Sealer::generate_key();
-    let sealer = Sealer::from_base64(&key)?;
-    let ctx = operations::Services {
-        pool: pool.clone(),
-        wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
-        sealer: sealer.clone(),
-        settings: Arc::new(settings),
-        worker_name: Arc::from("bench-worker"),
-    };
+    let ctx = common::services(&pool, &sim, |s| {
+        s.worker.provision_concurrency = concurrency;
+        s.worker.poll_interval = Duration::from_millis(100);
+    })?;
+    let sealer = ctx.sealer.clone();
 
     // A template that runs without an OAuth connection (Instagram's would wait for the
     // customer's consent in awaiting_connection).
@@ -119,10 +77,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let submit_time = submitted.elapsed();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker::runner::run(ctx, async move {
-        let _ = stopped.await;
-    }));
+    let (stop, worker) = common::spawn_worker(ctx);
     loop {
         let running: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = $1")
             .bind(InstanceState::Running.as_str())
@@ -221,13 +176,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         println!("transactions per order (whole run) {:.1}", per(xacts));
     }
-    pool.close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await?;
-    Ok(())
+    scratch.drop_now().await
 }
 
 /// Seconds every core spent busy since boot (`/proc/stat`: user, nice, system, irq, softirq);

@@ -13,16 +13,14 @@
 //! endpoint beside the bound (⌈N / page⌉ list pages + the agents that need a call) and the map
 //! rows written (rows whose version moved).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Instant;
 
-use domain::sealed::Sealer;
-use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgPool};
+use sqlx::PgPool;
 use wiro_client::models::DeployRequest;
-use wiro_sim::{Delays, SimConfig, SimServer};
+use wiro_sim::SimServer;
 use worker::sweeps::{reconcile, renewals, topups};
 
 const PAGE: usize = wiro_client::MY_AGENTS_MAX_PAGE as usize;
@@ -33,35 +31,10 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let agents: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
 
-    let base = std::env::var("DATABASE_URL").expect("set DATABASE_URL to a Postgres server");
-    let db = format!("reseller_sweeps_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&base).await?;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await?;
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&format!("/{db}"));
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect(url.as_str())
-        .await?;
-    domain::migrate(&pool).await?;
-
-    let mut sim_config = SimConfig::with_account("bench-key", 1_000_000_000.0);
-    sim_config.delays = Delays::uniform(0);
-    let sim = SimServer::start(sim_config, "127.0.0.1:0".parse()?).await?;
-    let mut settings = domain::Settings::defaults()?;
-    settings.wiro.base_url = sim.base_url();
-    settings.wiro.api_key = SecretString::from("bench-key".to_owned());
-    settings.schedules.enabled = false;
-    settings.billing.topup_threshold = THRESHOLD;
-    let ctx = operations::Services {
-        pool: pool.clone(),
-        wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
-        sealer: Sealer::from_base64(&Sealer::generate_key())?,
-        settings: Arc::new(settings),
-        worker_name: Arc::from("bench-worker"),
-    };
+    let scratch = common::Scratch::create("reseller_sweeps", 16).await?;
+    let pool = scratch.pool.clone();
+    let sim = common::simulator(1_000_000_000.0, 0).await?;
+    let ctx = common::services(&pool, &sim, |s| s.billing.topup_threshold = THRESHOLD)?;
 
     let seeded = Instant::now();
     let guids = seed_upstream(&ctx, &sim, agents).await?;
@@ -119,13 +92,7 @@ async fn main() -> anyhow::Result<()> {
     renewals::run(&ctx).await?;
     run.report("renewals, again", changed as u64).await?;
 
-    pool.close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await?;
-    Ok(())
+    scratch.drop_now().await
 }
 
 /// One real Deploy, set up and running, cloned `n - 1` times in the simulator's world. Every

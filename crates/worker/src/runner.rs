@@ -11,8 +11,8 @@ use apalis::prelude::*;
 use apalis_cron::CronScheduler;
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use domain::jobs::{
-    ApplyCustomerStatus, CUSTOMER_QUEUE, PROVISION_QUEUE, ProvisionInstance, SWEEP_QUEUE, Sweep,
-    SweepKind,
+    ApplyCustomerStatus, BULK_PROVISION_QUEUE, CUSTOMER_QUEUE, Lane, PROVISION_QUEUE,
+    ProvisionInstance, SWEEP_QUEUE, Sweep, SweepKind,
 };
 
 use crate::jobs::apply_customer_status::apply_customer_status;
@@ -55,10 +55,12 @@ pub async fn run(
     let name = ctx.worker_name.to_string();
     let settings = ctx.settings.worker.clone();
     let ops = settings.ops_concurrency;
-    tracing::info!(worker = %name, provision_concurrency = settings.provision_concurrency, ops_concurrency = ops, "worker starting");
+    tracing::info!(worker = %name, interactive_concurrency = settings.interactive_concurrency, provision_concurrency = settings.provision_concurrency, ops_concurrency = ops, "worker starting");
 
     let provision =
-        storage::<ProvisionInstance>(&ctx, PROVISION_QUEUE, settings.provision_concurrency);
+        storage::<ProvisionInstance>(&ctx, PROVISION_QUEUE, settings.interactive_concurrency);
+    let bulk =
+        storage::<ProvisionInstance>(&ctx, BULK_PROVISION_QUEUE, settings.provision_concurrency);
     let sweeps = storage::<Sweep>(&ctx, SWEEP_QUEUE, ops);
     let customers = storage::<ApplyCustomerStatus>(&ctx, CUSTOMER_QUEUE, ops);
     let mut monitor = Monitor::new();
@@ -67,8 +69,21 @@ pub async fn run(
         monitor = monitor.register(move |_| {
             WorkerBuilder::new(format!("{name}/{PROVISION_QUEUE}"))
                 .backend(provision.clone())
+                .concurrency(settings.interactive_concurrency)
+                .data(ctx.clone())
+                .data(Lane::Interactive)
+                .catch_panic()
+                .build(provision_instance)
+        });
+    }
+    {
+        let (ctx, name) = (ctx.clone(), name.clone());
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(format!("{name}/{BULK_PROVISION_QUEUE}"))
+                .backend(bulk.clone())
                 .concurrency(settings.provision_concurrency)
                 .data(ctx.clone())
+                .data(Lane::Bulk)
                 .catch_panic()
                 .build(provision_instance)
         });

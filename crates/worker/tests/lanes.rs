@@ -1,5 +1,5 @@
-//! A customer's own order does not queue behind an ops batch: batches wait in the bulk lane,
-//! and workers take interactive work first.
+//! A customer's own order does not queue behind an ops batch: batches run in the bulk lane
+//! (its own queue and slots), customers' orders in the interactive lane.
 
 use std::time::Duration;
 

@@ -64,9 +64,9 @@ pub async fn retry(conn: impl PgExecutor<'_>, id: &str) -> Result<bool> {
 pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate::ids::InstanceId>> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT (convert_from(job, 'UTF8')::jsonb ->> 'instance_id')::uuid FROM apalis.jobs
-         WHERE job_type = $1 AND status IN ('Pending', 'Queued', 'Running')",
+         WHERE job_type = ANY($1) AND status IN ('Pending', 'Queued', 'Running')",
     )
-    .bind(crate::jobs::PROVISION_QUEUE)
+    .bind(crate::jobs::PROVISION_QUEUES)
     .fetch_all(conn)
     .await?)
 }

@@ -1,9 +1,9 @@
-//! `provision` queue: drive an instance towards its desired state.
+//! `provision` and `provision-bulk` queues: drive an instance towards its desired state.
 
 use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
-use domain::jobs::{self, PROVISION_QUEUE, ProvisionInstance};
+use domain::jobs::{self, Lane, ProvisionInstance};
 use tracing::Instrument;
 
 use crate::provision::{self, Next};
@@ -20,23 +20,27 @@ const INLINE_WAIT: Duration = Duration::from_secs(1);
 pub async fn provision_instance(
     job: ProvisionInstance,
     ctx: Data<Services>,
+    lane: Data<Lane>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = PROVISION_QUEUE, job_id = %task_id, instance = %job.instance_id, trace_id = tracing::field::Empty);
+    let lane = *lane;
+    let queue = lane.queue();
+    let span = tracing::info_span!("job", queue, job_id = %task_id, instance = %job.instance_id, trace_id = tracing::field::Empty);
     domain::trace::continue_trace(&span, job.traceparent.as_deref());
-    super::measured(&ctx.pool, PROVISION_QUEUE, &task_id, drive(job, &ctx))
+    super::measured(&ctx.pool, queue, &task_id, drive(job, &ctx, lane))
         .instrument(span)
         .await
 }
 
-async fn drive(job: ProvisionInstance, ctx: &Services) -> Result<(), BoxDynError> {
+async fn drive(job: ProvisionInstance, ctx: &Services, lane: Lane) -> Result<(), BoxDynError> {
     loop {
         match provision::advance(ctx, job.instance_id).await? {
             Next::Done => return Ok(()),
             Next::RetryAfter(wait) if wait < INLINE_WAIT => tokio::time::sleep(wait).await,
             Next::RetryAfter(wait) => {
                 let mut conn = ctx.pool.acquire().await?;
-                jobs::enqueue_provision_after(&mut conn, &[job.instance_id], wait).await?;
+                // The follow-up stays in this job's lane.
+                jobs::enqueue_provision_in(&mut conn, &[job.instance_id], lane, wait).await?;
                 tracing::debug!(?wait, "rescheduled");
                 return Ok(());
             }
