@@ -190,7 +190,13 @@ pub fn job_context(
 pub fn api_state(settings: &Arc<Settings>, pool: &PgPool) -> anyhow::Result<api::AppState> {
     Ok(api::AppState {
         pool: pool.clone(),
-        services: job_context(settings, pool, format!("api-{}", std::process::id()))?,
+        // Unique per process (host, pid and a random suffix): in containers every API has pid
+        // 1, and this name owns operation leases and a share of the upstream budget.
+        services: job_context(
+            settings,
+            pool,
+            format!("api-{}", operations::unique_worker_name("")),
+        )?,
         jwt: api::auth::JwtVerifier::new(settings)?,
         catalog: Arc::new(api::catalog::CatalogCache::new(
             settings.api.catalog_cache_ttl,
