@@ -36,6 +36,19 @@ async fn chromedriver() -> Driver {
     Driver { child, url }
 }
 
+/// Waits for the element `css` selects and clicks it.
+async fn click(browser: &fantoccini::Client, css: &str) {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn the_docs_page_authorizes_and_runs_a_request_in_chromium(pool: PgPool) {
     let app = testkit::spawn_app(pool).await;
@@ -77,57 +90,19 @@ async fn the_docs_page_authorizes_and_runs_a_request_in_chromium(pool: PgPool) {
         .expect("the operations list");
 
     // Authorize with the customer's bearer token.
-    browser
-        .find(Locator::Css("button.authorize"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "button.authorize").await;
     let field = wait()
         .for_element(Locator::Css(".auth-container input"))
         .await
         .unwrap();
     field.send_keys(&token).await.unwrap();
-    browser
-        .find(Locator::Css(".auth-btn-wrapper button.authorize"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button.btn-done"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, ".auth-btn-wrapper button.authorize").await;
+    click(&browser, "button.btn-done").await;
 
     // Open GET /v1/catalog, try it out, execute.
-    browser
-        .find(Locator::Css(&format!(
-            "{operation} .opblock-summary-control"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait()
-        .for_element(Locator::Css(&format!("{operation} button.try-out__btn")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait()
-        .for_element(Locator::Css(&format!("{operation} button.execute")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &format!("{operation} .opblock-summary-control")).await;
+    click(&browser, &format!("{operation} button.try-out__btn")).await;
+    click(&browser, &format!("{operation} button.execute")).await;
     let status = wait()
         .for_element(Locator::Css(&format!(
             "{operation} .live-responses-table .response .response-col_status"

@@ -28,17 +28,21 @@ fn api_env(pool: &PgPool, port: u16, sim: &wiro_sim::SimServer) -> Vec<(&'static
     ]
 }
 
-#[sqlx::test(migrator = "domain::MIGRATOR")]
-async fn the_api_exports_its_spans_to_the_configured_collector(pool: PgPool) {
-    domain::migrate(&pool).await.unwrap();
+/// A migrated database, a simulator, a collector and a free port for the API.
+async fn setup(pool: &PgPool) -> (wiro_sim::SimServer, Receiver, u16) {
+    domain::migrate(pool).await.unwrap();
     let sim = wiro_sim::SimServer::start(
         wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
     .unwrap();
-    let collector = Receiver::start().await;
-    let port = free_port();
+    (sim, Receiver::start().await, free_port())
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn the_api_exports_its_spans_to_the_configured_collector(pool: PgPool) {
+    let (sim, collector, port) = setup(&pool).await;
     let mut env = api_env(&pool, port, &sim);
     env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.url.clone()));
     env.push(("OTEL_SERVICE_NAME", "reseller-under-test".to_owned()));
@@ -73,15 +77,7 @@ async fn the_api_exports_its_spans_to_the_configured_collector(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn without_an_endpoint_nothing_is_exported(pool: PgPool) {
-    domain::migrate(&pool).await.unwrap();
-    let sim = wiro_sim::SimServer::start(
-        wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 10.0),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let collector = Receiver::start().await;
-    let port = free_port();
+    let (sim, collector, port) = setup(&pool).await;
     // The collector's address is known but not configured: nothing may reach it.
     let mut api = Guard(spawn(
         env!("CARGO_BIN_EXE_reseller"),
