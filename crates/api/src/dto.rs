@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use domain::db::instances::Instance;
+use domain::db::agent_view::AgentRow;
 use domain::model::{DesiredState, InstanceState, Plan};
 use domain::sealed::PendingConfig;
 use serde::{Deserialize, Serialize};
@@ -93,8 +93,10 @@ pub struct CreditsView {
 }
 
 impl AgentView {
-    /// From our row and the customer's external id.
-    pub fn new(instance: Instance, customer: &str) -> Self {
+    /// From our row (an [`Instance`](domain::db::instances::Instance) or the hot read's
+    /// narrower [`AgentRow`]) and the customer's external id.
+    pub fn new(instance: impl Into<AgentRow>, customer: &str) -> Self {
+        let instance: AgentRow = instance.into();
         let subscription = (instance.subscription_status.is_some()
             || instance.subscription_plan.is_some())
         .then(|| SubscriptionView {

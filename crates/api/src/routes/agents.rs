@@ -3,9 +3,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use domain::agents;
-use domain::db::customers;
 use domain::db::idempotency::AnswerIn;
 use domain::db::instances::{self, Instance, InstanceFilter};
+use domain::db::{agent_view, customers};
 use domain::ids::InstanceId;
 use domain::model::DesiredState;
 use domain::orders::{self, Actor, Order};
@@ -195,7 +195,7 @@ pub async fn get_agent(
 ) -> ApiResult<HttpResponse> {
     // One round trip: the customer is found in the instance's own query.
     let found =
-        instances::get_for_external_customer(&state.pool, &token.sub, InstanceId(id.into_inner()))
+        agent_view::for_external_customer(&state.pool, &token.sub, InstanceId(id.into_inner()))
             .await?;
     let Some(found) = found else {
         // Not found (the cold path): a suspended or closed customer still hears why.
@@ -209,7 +209,7 @@ pub async fn get_agent(
     if let Some(refusal) = refused(found.customer_status) {
         return Err(refusal);
     }
-    Ok(HttpResponse::Ok().json(AgentView::new(found.instance, &token.sub)))
+    Ok(HttpResponse::Ok().json(AgentView::new(found.agent, &token.sub)))
 }
 
 /// Changes the title, credentials or custom skills. The change is sent to Wiro in the

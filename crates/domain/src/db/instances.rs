@@ -242,42 +242,6 @@ pub async fn get_for_customer(
         .await?)
 }
 
-/// An instance with its customer's status, read in one query.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct WithCustomerStatus {
-    /// The instance.
-    #[sqlx(flatten)]
-    pub instance: Instance,
-    /// Its customer's status.
-    #[sqlx(try_from = "String")]
-    pub customer_status: crate::model::CustomerStatus,
-}
-
-/// The customer's (by external id) undeleted instance `id`, with the customer's status, in
-/// one round trip: the hot authenticated read.
-///
-/// # Errors
-/// Database errors.
-pub async fn get_for_external_customer(
-    conn: impl PgExecutor<'_>,
-    external_id: &str,
-    id: InstanceId,
-) -> Result<Option<WithCustomerStatus>> {
-    let sql = format!(
-        "SELECT {COLUMNS}, (SELECT status FROM customers WHERE id = instances.customer_id) AS customer_status
-         FROM instances
-         WHERE id = $1 AND deleted_at IS NULL
-           AND customer_id = (SELECT id FROM customers WHERE external_id = $2)"
-    );
-    Ok(
-        sqlx::query_as::<_, WithCustomerStatus>(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(external_id)
-            .fetch_optional(conn)
-            .await?,
-    )
-}
-
 /// Filters for listing instances.
 #[derive(Clone, Debug, Default)]
 pub struct InstanceFilter {

@@ -1,6 +1,7 @@
 //! Postgres queries, one module per aggregate. Customer-facing reads take the customer id and
 //! filter on it, so another customer's rows are indistinguishable from missing ones.
 
+pub mod agent_view;
 pub mod alerts;
 pub mod audit;
 pub mod batches;

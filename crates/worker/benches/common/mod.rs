@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use domain::sealed::Sealer;
 use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgPool};
 use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig, SimServer};
 
@@ -38,8 +37,8 @@ impl Scratch {
             .await?;
         let mut url = url::Url::parse(&base)?;
         url.set_path(&format!("/{name}"));
-        let pool = PgPoolOptions::new()
-            .max_connections(connections)
+        // The pool a deployment runs with (`domain::db::connect`), not sqlx's defaults.
+        let pool = domain::db::connect::pool_options(connections, Duration::from_secs(30))
             .connect(url.as_str())
             .await?;
         domain::migrate(&pool).await?;

@@ -1,0 +1,161 @@
+//! `batch.completed` is written exactly once, by the change that settles a batch's last order,
+//! however many orders settle at the same moment: the unsettled count lives in 64 shards (so a
+//! batch's last steps do not queue on one row lock), and a step that empties its shard checks
+//! every shard under the batch row's lock.
+
+use std::sync::Arc;
+
+use domain::model::Plan;
+use domain::orders::{Actor, BatchOrder, Order, ResolvedTemplate};
+use domain::sealed::PendingConfig;
+use sqlx::PgPool;
+use testkit::*;
+use tokio::sync::Barrier;
+
+/// Orders in the batch: more than the 64 shards, so shards hold several orders each.
+const ORDERS: usize = 200;
+/// Connections settling orders at once.
+const SETTLERS: usize = 16;
+
+async fn submit(h: &Harness) -> uuid::Uuid {
+    let template = ResolvedTemplate {
+        guid: "b2c3d4e5-f6a7-8901-bcde-f23456789012".into(),
+        slug: "email-assistant".into(),
+        price_cents: 500,
+    };
+    let orders: Vec<BatchOrder> = (0..ORDERS)
+        .map(|i| BatchOrder {
+            customer: format!("shard-{i}"),
+            order: Order {
+                plan: Plan::Starter,
+                title: format!("Shard {i}"),
+                config: PendingConfig::default(),
+            },
+            template: template.clone(),
+        })
+        .collect();
+    let actor = Actor {
+        name: "ops:test",
+        request_id: None,
+    };
+    let (batch, _) =
+        domain::orders::submit_batch(&h.pool, &h.ctx.sealer, Some("shards"), &orders, actor)
+            .await
+            .unwrap();
+    batch.id.0
+}
+
+async fn completed_events(pool: &PgPool) -> Vec<serde_json::Value> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT body FROM webhook_events WHERE type = 'batch.completed' ORDER BY created_at",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|body| serde_json::from_str(body).unwrap())
+    .collect()
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_batch_whose_orders_settle_all_at_once_completes_exactly_once(pool: PgPool) {
+    let h = harness(pool).await;
+    // A listener, so the event is written (nothing is written where no endpoint listens).
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, url, event_types, secret)
+         VALUES (gen_random_uuid(), 'https://hooks.example/batch', ARRAY['batch.completed'], '\\x00')",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let batch = submit(&h).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
+    )
+    .bind(batch)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), ORDERS);
+
+    // Every order but the last of each settler runs; then the last ones settle together.
+    let barrier = Arc::new(Barrier::new(SETTLERS));
+    let mut settlers = Vec::new();
+    for chunk in ids.chunks(ORDERS.div_ceil(SETTLERS)) {
+        let (pool, chunk, barrier) = (h.pool.clone(), chunk.to_vec(), barrier.clone());
+        settlers.push(tokio::spawn(async move {
+            let (last, rest) = chunk.split_last().unwrap();
+            for id in rest {
+                settle(&pool, *id).await;
+            }
+            barrier.wait().await;
+            settle(&pool, *last).await;
+        }));
+    }
+    assert_eq!(settlers.len(), SETTLERS);
+    for settler in settlers {
+        settler.await.unwrap();
+    }
+
+    let events = completed_events(&h.pool).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["data"]["batch_id"], batch.to_string());
+    assert_eq!(
+        events[0]["data"]["counts"],
+        serde_json::json!({"running": ORDERS})
+    );
+    let completed: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT completed_at FROM provisioning_batches WHERE id = $1")
+            .bind(batch)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert!(completed.is_some());
+
+    // A completed batch stays completed: an order that leaves `running` later writes nothing.
+    sqlx::query("UPDATE instances SET state = 'starting' WHERE id = $1")
+        .bind(ids[0])
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    settle(&h.pool, ids[0]).await;
+    assert_eq!(completed_events(&h.pool).await.len(), 1);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_batch_with_one_order_left_is_not_complete(pool: PgPool) {
+    let h = harness(pool).await;
+    let batch = submit(&h).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
+    )
+    .bind(batch)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    // Every shard but one empties; the last order's shard still counts it.
+    for id in &ids[..ORDERS - 1] {
+        settle(&h.pool, *id).await;
+    }
+    let completed = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT completed_at FROM provisioning_batches WHERE id = $1",
+        )
+        .bind(batch)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert!(completed(h.pool.clone()).await.is_none());
+    settle(&h.pool, ids[ORDERS - 1]).await;
+    assert!(completed(h.pool.clone()).await.is_some());
+}
+
+/// One order's last step: its own transaction moves it to `running`.
+async fn settle(pool: &PgPool, id: uuid::Uuid) {
+    sqlx::query("UPDATE instances SET state = 'running', version = version + 1 WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
