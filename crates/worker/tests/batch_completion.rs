@@ -45,6 +45,16 @@ async fn submit(h: &Harness) -> uuid::Uuid {
     batch.id.0
 }
 
+async fn orders_of(pool: &PgPool, batch: uuid::Uuid) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
+    )
+    .bind(batch)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 async fn completed_events(pool: &PgPool) -> Vec<serde_json::Value> {
     sqlx::query_scalar::<_, String>(
         "SELECT body FROM webhook_events WHERE type = 'batch.completed' ORDER BY created_at",
@@ -69,13 +79,7 @@ async fn a_batch_whose_orders_settle_all_at_once_completes_exactly_once(pool: Pg
     .await
     .unwrap();
     let batch = submit(&h).await;
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
-    )
-    .bind(batch)
-    .fetch_all(&h.pool)
-    .await
-    .unwrap();
+    let ids = orders_of(&h.pool, batch).await;
     assert_eq!(ids.len(), ORDERS);
 
     // Every order but the last of each settler runs; then the last ones settle together.
@@ -126,13 +130,7 @@ async fn a_batch_whose_orders_settle_all_at_once_completes_exactly_once(pool: Pg
 async fn a_batch_with_one_order_left_is_not_complete(pool: PgPool) {
     let h = harness(pool).await;
     let batch = submit(&h).await;
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
-    )
-    .bind(batch)
-    .fetch_all(&h.pool)
-    .await
-    .unwrap();
+    let ids = orders_of(&h.pool, batch).await;
     // Every shard but one empties; the last order's shard still counts it.
     for id in &ids[..ORDERS - 1] {
         settle(&h.pool, *id).await;
