@@ -32,8 +32,9 @@ use crate::protocol::{self, Effects, Evidence, Judged};
 /// How a Deploy call ended.
 #[derive(Debug)]
 pub enum Deployed {
-    /// Recorded (by us, or by whoever settled first).
-    Done,
+    /// Recorded (by us, or by whoever settled first), with the instance as our settlement left
+    /// it when it was ours.
+    Done(Option<Box<Instance>>),
     /// Another Deploy of the order is unresolved.
     InFlight,
     /// The answer was lost: judged after the lease.
@@ -52,7 +53,9 @@ struct Snapshot {
     plan: String,
 }
 
-/// Sends the order's Deploy under a new intent.
+/// Sends the order's Deploy under a new intent. A `pending` order moves to `deploying` with
+/// the intent (pending means no intent was ever written); one its customer deleted is not
+/// deployed (`InFlight`: the caller reads it again and stops it).
 ///
 /// # Errors
 /// Database errors.
@@ -71,6 +74,8 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
         request_id: None,
         lease: services.settings.provisioning.deploy_lease,
         detail: serde_json::to_value(&snapshot).unwrap_or_default(),
+        // The snapshot (and the price charged) must be the order as it is.
+        fence: Some(instance.version),
     };
     let Some(held) = protocol::begin(services, intent, None, None).await? else {
         return Ok(Deployed::InFlight);
@@ -85,7 +90,7 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
     };
     match held.client(services).deploy(&request).await {
         Ok(agent) => {
-            record(
+            let recorded = record(
                 services,
                 &held.op,
                 instance,
@@ -93,7 +98,7 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
                 OperationState::Succeeded,
             )
             .await?;
-            Ok(Deployed::Done)
+            Ok(Deployed::Done(recorded.map(Box::new)))
         }
         Err(error) if error.outcome() == Outcome::NotApplied => {
             let reason = error.to_string();
@@ -113,14 +118,15 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
 }
 
 /// Records `agent` as the order's instance and the Deploy charge, settling `op` — or, when the
-/// order already has another instance, contains `agent` as a duplicate.
+/// order already has another instance, contains `agent` as a duplicate. Returns the instance
+/// as this settlement left it (`None` when someone else settled first).
 async fn record(
     services: &Services,
     op: &Operation,
     instance: &Instance,
     agent: &UserAgent,
     state: OperationState,
-) -> domain::Result<()> {
+) -> domain::Result<Option<Instance>> {
     // The Deploy paid for one period from its creation: a renewal before we first look at the
     // subscription is then still seen (and booked) as one.
     let paid_until = agent
@@ -147,26 +153,28 @@ async fn record(
         deployed: Some((&agent.guid, agent.status.code() as i16, paid_until)),
         ..Effects::default()
     };
-    if protocol::settle(services, op, settlement, effects).await? {
+    if let Some(written) = protocol::settle_written(services, op, settlement, effects).await? {
         tracing::info!(instance = %instance.id, wiro_guid = %agent.guid, %state, "deployed");
-        return after_failure(services, instance.id).await;
+        if let Some(recorded) = &written.deployed
+            && recorded.state == InstanceState::Failed
+        {
+            after_failure(services, recorded).await?;
+            return Ok(None);
+        }
+        return Ok(written.deployed);
     }
     let current = instances::get(&services.pool, instance.id).await?;
     if current.and_then(|i| i.wiro_guid).as_deref() != Some(agent.guid.as_str()) {
         contain(services, instance, agent, Some(op.id)).await?;
     }
-    Ok(())
+    Ok(None)
 }
 
-/// A Deploy landed for an order that was given up meanwhile: adopt it (provisioning resumes)
-/// or cancel its subscription, by `provisioning.failed_deploy_policy`.
-async fn after_failure(services: &Services, id: domain::ids::InstanceId) -> domain::Result<()> {
-    let Some(instance) = instances::get(&services.pool, id).await? else {
-        return Ok(());
-    };
-    if instance.state != InstanceState::Failed {
-        return Ok(());
-    }
+/// A Deploy landed for an order that was given up meanwhile (`instance`, as the settlement
+/// recorded it, is `failed`): adopt it (provisioning resumes) or cancel its subscription, by
+/// `provisioning.failed_deploy_policy`.
+async fn after_failure(services: &Services, instance: &Instance) -> domain::Result<()> {
+    let id = instance.id;
     let subject = alerts::instance_subject(id);
     let detail = json!({"wiro_guid": instance.wiro_guid, "policy": services.settings.provisioning.failed_deploy_policy});
     alerts::raise(
@@ -222,6 +230,7 @@ pub async fn readopt(
         request_id: None,
         lease: std::time::Duration::ZERO,
         detail: json!({"title": agent.title, "readopted": agent.guid}),
+        fence: None,
     };
     if let Some(held) = protocol::begin(services, intent, None, None).await? {
         tracing::warn!(instance = %instance.id, wiro_guid = %agent.guid, "re-adopting an instance our records lost");

@@ -107,6 +107,7 @@ pub async fn send(
         request_id: who.request_id,
         lease: services.settings.operations.lease,
         detail: json!(snapshot),
+        fence: None,
     };
     let held = protocol::begin(services, intent, key, None)
         .await?

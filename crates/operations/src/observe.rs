@@ -262,6 +262,33 @@ pub async fn record_now(
     Ok(recorded)
 }
 
+/// [`record`] fenced on the row `current` the caller read (written only if the instance is
+/// still at `current.version`), without a lock when nothing is to be booked: the version
+/// fence guarantees the stored subscription is the one judged, so one `UPDATE` does what lock,
+/// judge and write do. An observation that reveals renewals books them through [`record`]'s
+/// transaction. `None` when the row moved on (or `agent` is not its Wiro instance).
+///
+/// # Errors
+/// Database errors.
+pub async fn record_fenced(
+    pool: &sqlx::PgPool,
+    current: &Instance,
+    agent: &UserAgent,
+    change: Change,
+) -> domain::Result<Option<Instance>> {
+    if current.wiro_guid.as_deref() != Some(agent.guid.as_str()) {
+        return Ok(None);
+    }
+    let (merged, renewals) = planned(current, agent, change.clone());
+    if !renewals.is_empty() {
+        return record_now(pool, current.id, Some(current.version), agent, change).await;
+    }
+    if merged.is_empty() {
+        return Ok(Some(current.clone()));
+    }
+    instances::update(pool, current.id, current.version, merged).await
+}
+
 /// Puts the observed subscription into `change` and returns the renewals it reveals.
 fn subscription_fields(
     current: &Instance,

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::db::audit::{self, NewAudit};
-use domain::db::instances::{self, Change};
+use domain::db::instances::{self, Change, Instance};
 use domain::db::ledger::{self, NewCharge};
 use domain::db::operations::{self, NewOperation, Operation, Settlement};
 use domain::db::{alerts, idempotency, messages};
 use domain::ids::OperationId;
-use domain::model::{OperationKind, OperationState};
+use domain::model::{InstanceState, OperationKind, OperationState};
 use serde_json::json;
 use tokio::time::Instant;
 use wiro_client::models::UserAgent;
@@ -97,8 +97,20 @@ pub async fn begin(
     let Some(instance) = instances::lock(&mut *tx, new.instance).await? else {
         return Ok(None);
     };
+    if new.fence.is_some_and(|version| version != instance.version) {
+        return Ok(None);
+    }
     if new.kind == OperationKind::Deploy && instance.wiro_guid.is_some() {
         return Ok(None);
+    }
+    if new.kind == OperationKind::Deploy && instance.state == InstanceState::Pending {
+        // The intent is what ends `pending`, in its transaction: an order is `pending` exactly
+        // while no Deploy intent was ever written, so one deleted by now is never deployed.
+        if instance.deleted_at.is_some() {
+            return Ok(None);
+        }
+        let deploying = Change::to(InstanceState::Deploying);
+        instances::update(&mut *tx, instance.id, instance.version, deploying).await?;
     }
     if let Some(cents) = spend {
         // In the intent's transaction, under the customer's row lock: two calls cannot both
@@ -171,19 +183,46 @@ pub async fn settle(
     settlement: Settlement,
     effects: Effects<'_>,
 ) -> domain::Result<bool> {
+    Ok(settle_written(services, op, settlement, effects)
+        .await?
+        .is_some())
+}
+
+/// What [`settle_written`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// A Deploy's instance as its settlement left it (the caller goes on from this row instead
+    /// of reading it again).
+    pub deployed: Option<Instance>,
+}
+
+/// [`settle`], telling what was written: `None` when someone else settled it first.
+///
+/// # Errors
+/// As [`settle`].
+pub async fn settle_written(
+    services: &Services,
+    op: &Operation,
+    settlement: Settlement,
+    effects: Effects<'_>,
+) -> domain::Result<Option<Written>> {
     let mut tx = services.pool.begin().await?;
     // Instance row first, then the operation: the order `begin` takes them in.
     instances::lock(&mut *tx, op.instance_id).await?;
-    match operations::settle(&mut *tx, op.id, &settlement).await {
-        Ok(true) => {}
-        Ok(false) => return Ok(false),
-        Err(e) if e.is_unique_violation("operations_one_deploy") => return Ok(false),
+    let checks = match operations::settle(&mut *tx, op.id, &settlement).await {
+        Ok(Some(checks)) => checks,
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_unique_violation("operations_one_deploy") => return Ok(None),
         Err(e) => return Err(e),
-    }
-    if let Some((guid, status, paid_until)) = effects.deployed
-        && !instances::set_deployed(&mut *tx, op.instance_id, guid, status, paid_until).await?
-    {
-        return Ok(false); // another guid is recorded: the caller contains this one
+    };
+    let mut written = Written { deployed: None };
+    if let Some((guid, status, paid_until)) = effects.deployed {
+        let Some(row) =
+            instances::set_deployed(&mut *tx, op.instance_id, guid, status, paid_until).await?
+        else {
+            return Ok(None); // another guid is recorded: the caller contains this one
+        };
+        written.deployed = Some(row);
     }
     for charge in effects.charges.iter().cloned() {
         ledger::record(&mut *tx, charge).await?;
@@ -204,7 +243,10 @@ pub async fn settle(
     if let Some(message) = effects.message {
         messages::record(&mut *tx, message).await?;
     }
-    alerts::resolve(&mut *tx, "operation_in_doubt", &subject(op.id)).await?;
+    if checks > 0 {
+        // Only an operation that went through evidence checks can have raised an alert.
+        alerts::resolve(&mut *tx, "operation_in_doubt", &subject(op.id)).await?;
+    }
     audit::record(
         &mut *tx,
         NewAudit {
@@ -219,7 +261,7 @@ pub async fn settle(
     .await?;
     tx.commit().await?;
     tracing::info!(operation = %op.id, kind = %op.kind, state = %settlement.state, "operation settled");
-    Ok(true)
+    Ok(Some(written))
 }
 
 /// The audit action of a settled operation.

@@ -143,6 +143,11 @@ async fn a_permanent_refusal_fails_the_order_with_wiros_reason_and_ops_can_retry
     );
     assert_eq!(failed.failed_step.as_deref(), Some("deploy"));
     assert!(h.sim.sim().ledger().is_empty());
+    assert_eq!(
+        h.sim.sim().call_counts()["UserAgent/Deploy"],
+        1,
+        "a refused Deploy is not sent again"
+    );
 
     h.sim.sim().set_wallet(WIRO_KEY, 50.0).unwrap();
     agents::retry_failed(
@@ -319,6 +324,7 @@ async fn an_intent_left_by_a_crashed_worker_is_resolved_upstream_before_any_new_
             request_id: None,
             lease: Duration::from_millis(300),
             detail: serde_json::json!({"title": instance.title}),
+            fence: None,
         },
     )
     .await

@@ -593,8 +593,8 @@ pub async fn deployed(conn: impl PgExecutor<'_>) -> Result<Vec<Instance>> {
 /// Records the Wiro guid of a fresh deploy and moves to `next` (`configuring`, or `failed`
 /// when the order was given up meanwhile) — only if no guid is recorded yet (the instance is
 /// deployed at most once). `paid_until` is the end of the period the Deploy paid for, so a
-/// renewal that happened before we first looked is still seen as one. False when a guid is
-/// already recorded.
+/// renewal that happened before we first looked is still seen as one. Returns the row as it
+/// now is; `None` when a guid is already recorded.
 ///
 /// # Errors
 /// Database errors (a guid already mapped to another instance is a unique violation).
@@ -604,8 +604,8 @@ pub async fn set_deployed(
     wiro_guid: &str,
     wiro_status: i16,
     paid_until: Option<DateTime<Utc>>,
-) -> Result<bool> {
-    let done = sqlx::query(
+) -> Result<Option<Instance>> {
+    let sql = format!(
         "UPDATE instances
          SET wiro_guid = $2, wiro_status = $3,
              state = CASE WHEN state = 'failed' THEN 'failed' ELSE 'configuring' END,
@@ -614,15 +614,16 @@ pub async fn set_deployed(
              failed_step = CASE WHEN state = 'failed' THEN failed_step END,
              subscription_period_end = COALESCE(subscription_period_end, $4),
              subscription_status = COALESCE(subscription_status, CASE WHEN $4 IS NULL THEN NULL ELSE 'active' END)
-         WHERE id = $1 AND wiro_guid IS NULL",
-    )
-    .bind(id)
-    .bind(wiro_guid)
-    .bind(wiro_status)
-    .bind(paid_until)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         WHERE id = $1 AND wiro_guid IS NULL
+         RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(wiro_guid)
+        .bind(wiro_status)
+        .bind(paid_until)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// The agent's next Wiro instance, on `plan` at `price_cents` (a downgrade whose period

@@ -102,6 +102,9 @@ pub struct NewOperation<'a> {
     pub lease: Duration,
     /// The facts a lost answer will be judged against.
     pub detail: serde_json::Value,
+    /// The instance version those facts were read at: with it, no intent is written once the
+    /// instance has changed since (the caller reads it again).
+    pub fence: Option<i64>,
 }
 
 /// Commits the intent. `None` when another operation of the same flight is unresolved for the
@@ -293,7 +296,8 @@ pub struct Settlement {
 }
 
 /// Resolves an unresolved operation — only if it is still unresolved (its id is the fence).
-/// False when someone else resolved it first: the caller then writes nothing else.
+/// Returns the evidence checks it had been through (an alert may be open only if some were);
+/// `None` when someone else resolved it first: the caller then writes nothing else.
 ///
 /// # Errors
 /// Database errors (including `operations_one_deploy` when a second Deploy would succeed).
@@ -301,22 +305,22 @@ pub async fn settle(
     conn: impl PgExecutor<'_>,
     id: OperationId,
     settlement: &Settlement,
-) -> Result<bool> {
+) -> Result<Option<i32>> {
     debug_assert!(!settlement.state.is_unresolved());
-    let done = sqlx::query(
+    Ok(sqlx::query_scalar(
         "UPDATE operations
          SET state = $2, wiro_guid = COALESCE($3, wiro_guid), result = $4, error = $5,
              finished_at = now()
-         WHERE id = $1 AND state IN ('calling', 'unknown')",
+         WHERE id = $1 AND state IN ('calling', 'unknown')
+         RETURNING checks",
     )
     .bind(id)
     .bind(settlement.state.as_str())
     .bind(settlement.wiro_guid.as_deref())
     .bind(&settlement.result)
     .bind(settlement.error.as_deref())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Every operation of an instance, oldest first (for ops and tests).

@@ -194,6 +194,7 @@ pub async fn perform(
         request_id: who.request_id,
         lease: services.settings.operations.lease,
         detail: serde_json::to_value(&plan.snapshot).map_err(anyhow::Error::from)?,
+        fence: None,
     };
     let spend = who.capped.then_some(plan.snapshot.expected_cents);
     let Some(held) = protocol::begin(services, intent, key, spend).await? else {

@@ -82,12 +82,9 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         // and the next run sends those.
         change.pending_config = Some(None);
     }
-    if transition_observed(ctx, instance, &agent, change)
-        .await?
-        .is_none()
-    {
+    let Some(recorded) = transition_observed(ctx, instance, &agent, change).await? else {
         return Ok(Step::Continue);
-    }
+    };
     if needs_credentials {
         let missing = operations::observe::missing_credentials(&agent);
         tracing::info!(instance = %instance.id, ?missing, "waiting for the customer's credentials");
@@ -119,5 +116,5 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         )
         .await?;
     }
-    Ok(Step::Continue)
+    Ok(Step::Advanced(Box::new(recorded)))
 }

@@ -7,30 +7,27 @@ use std::time::Duration;
 use ::operations::Services;
 use ::operations::deploy::{self, Deployed};
 use ::operations::protocol::Judged;
-use domain::db::instances::{Change, Instance};
+use domain::db::instances::{self, Change, Instance};
 use domain::db::operations;
 use domain::model::{InstanceState, OperationKind};
 
-use super::{Next, Step, transition, upstream_error};
+use super::{Next, Step, advance_to, upstream_error};
 
 pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
     if instance.wiro_guid.is_some() {
         // Deployed; the state only lags behind.
-        transition(ctx, instance, Change::to(InstanceState::Configuring)).await?;
-        return Ok(Step::Continue);
+        return advance_to(ctx, instance, Change::to(InstanceState::Configuring)).await;
     }
     if instance.state == InstanceState::Pending {
         // Pending means no Deploy intent was written, so nothing was sent: an order its
-        // customer deleted by now is never deployed (and never charged).
-        let next = if instance.deleted_at.is_some() {
-            InstanceState::Stopped
-        } else {
-            InstanceState::Deploying
-        };
-        transition(ctx, instance, Change::to(next)).await?;
-        return Ok(Step::Continue);
-    }
-    if let Some(op) = operations::in_flight(&ctx.pool, instance.id, OperationKind::Deploy).await? {
+        // customer deleted by now is never deployed (and never charged). Otherwise the
+        // Deploy's intent moves it to `deploying` (`operations::deploy`).
+        if instance.deleted_at.is_some() {
+            return advance_to(ctx, instance, Change::to(InstanceState::Stopped)).await;
+        }
+    } else if let Some(op) =
+        operations::in_flight(&ctx.pool, instance.id, OperationKind::Deploy).await?
+    {
         if !op.lease_over {
             // Its holder may still be waiting on Wiro; only it may decide for now.
             return Ok(Step::Stop(Next::RetryAfter(
@@ -46,8 +43,16 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         });
     }
     match deploy::deploy(ctx, instance).await? {
-        Deployed::Done | Deployed::InFlight | Deployed::InDoubt => Ok(Step::Continue),
+        Deployed::Done(Some(recorded)) => Ok(Step::Advanced(recorded)),
+        Deployed::Done(None) | Deployed::InFlight | Deployed::InDoubt => Ok(Step::Continue),
         Deployed::NotSent => Ok(Step::Stop(Next::RetryAfter(Duration::from_secs(1)))),
-        Deployed::Refused(error) => upstream_error(ctx, instance, "deploy", &error).await,
+        Deployed::Refused(error) => {
+            // The intent may have moved a pending order on: count the refusal on the row as it
+            // is now, or the fence would turn it into a second Deploy.
+            let Some(current) = instances::get(&ctx.pool, instance.id).await? else {
+                return Ok(Step::Continue);
+            };
+            upstream_error(ctx, &current, "deploy", &error).await
+        }
     }
 }

@@ -36,8 +36,10 @@ pub enum Next {
 
 /// How a step ended.
 pub(crate) enum Step {
-    /// Recorded progress; run the next step now.
+    /// Recorded progress, or lost a race; read the instance and run the next step now.
     Continue,
+    /// Recorded progress and this is the row as recorded: run the next step from it.
+    Advanced(Box<Instance>),
     /// Stop here for now.
     Stop(Next),
 }
@@ -51,10 +53,18 @@ const MAX_STEPS: usize = 50;
 /// Infrastructure failures (database). Upstream failures are handled inside: transient ones
 /// become a backoff, permanent ones fail the order with Wiro's reason.
 pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
+    // The row a step just wrote, when it returned it: the next step needs no read.
+    let mut recorded: Option<Box<Instance>> = None;
     for _ in 0..MAX_STEPS {
-        let Some(instance) = instances::get(&ctx.pool, id).await? else {
-            tracing::warn!(instance = %id, "provisioning job for an unknown instance");
-            return Ok(Next::Done);
+        let instance = match recorded.take() {
+            Some(row) => *row,
+            None => match instances::get(&ctx.pool, id).await? {
+                Some(row) => row,
+                None => {
+                    tracing::warn!(instance = %id, "provisioning job for an unknown instance");
+                    return Ok(Next::Done);
+                }
+            },
         };
         let step = match instance.state {
             // A deleted agent that no longer runs: cancel its renewal.
@@ -77,6 +87,7 @@ pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
         };
         match step {
             Step::Continue => {}
+            Step::Advanced(row) => recorded = Some(row),
             Step::Stop(next) => return Ok(next),
         }
     }
@@ -97,6 +108,21 @@ pub(crate) async fn transition(
     )
 }
 
+/// [`transition`] as a step: on to the next step from the recorded row, or (someone else
+/// changed the instance first) from a fresh read.
+pub(crate) async fn advance_to(
+    ctx: &Services,
+    instance: &Instance,
+    change: Change,
+) -> anyhow::Result<Step> {
+    Ok(
+        match instances::update(&ctx.pool, instance.id, instance.version, change).await? {
+            Some(row) => Step::Advanced(Box::new(row)),
+            None => Step::Continue,
+        },
+    )
+}
+
 /// Like [`transition`], recording what `agent` shows with it (renewals it reveals are booked).
 pub(crate) async fn transition_observed(
     ctx: &Services,
@@ -104,14 +130,7 @@ pub(crate) async fn transition_observed(
     agent: &wiro_client::models::UserAgent,
     change: Change,
 ) -> anyhow::Result<Option<Instance>> {
-    Ok(operations::observe::record_now(
-        &ctx.pool,
-        instance.id,
-        Some(instance.version),
-        agent,
-        change,
-    )
-    .await?)
+    Ok(operations::observe::record_fenced(&ctx.pool, instance, agent, change).await?)
 }
 
 /// Ends the order in `failed` with Wiro's (or our) reason, for ops to see and retry.

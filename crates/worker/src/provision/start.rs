@@ -101,8 +101,12 @@ async fn settle(
     agent: &UserAgent,
     state: InstanceState,
 ) -> anyhow::Result<Action> {
-    transition_observed(ctx, instance, agent, Change::to(state)).await?;
-    Ok(Action::Finish(Step::Continue))
+    Ok(Action::Finish(
+        match transition_observed(ctx, instance, agent, Change::to(state)).await? {
+            Some(recorded) => Step::Advanced(Box::new(recorded)),
+            None => Step::Continue,
+        },
+    ))
 }
 
 async fn towards_running(
