@@ -266,7 +266,9 @@ pub async fn record_now(
 /// still at `current.version`), without a lock when nothing is to be booked: the version
 /// fence guarantees the stored subscription is the one judged, so one `UPDATE` does what lock,
 /// judge and write do. An observation that reveals renewals books them through [`record`]'s
-/// transaction. `None` when the row moved on (or `agent` is not its Wiro instance).
+/// transaction. `None` when the row moved on (or `agent` is not its Wiro instance). When there
+/// is nothing to write, `current` comes back as it is without a round trip: nothing is written,
+/// so nothing can be overwritten, and the next fenced write finds out if the row moved.
 ///
 /// # Errors
 /// Database errors.
