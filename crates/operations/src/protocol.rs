@@ -94,7 +94,7 @@ pub async fn begin(
     let mut tx = services.pool.begin().await?;
     // Under the instance's row lock (which recording a result also takes), so a caller that
     // read the instance before another's Deploy was recorded cannot start a second one.
-    let Some(instance) = instances::lock(&mut *tx, new.instance).await? else {
+    let Some(instance) = instances::lock_facts(&mut *tx, new.instance).await? else {
         return Ok(None);
     };
     if new.fence.is_some_and(|version| version != instance.version) {
@@ -208,7 +208,7 @@ pub async fn settle_written(
 ) -> domain::Result<Option<Written>> {
     let mut tx = services.pool.begin().await?;
     // Instance row first, then the operation: the order `begin` takes them in.
-    instances::lock(&mut *tx, op.instance_id).await?;
+    instances::lock_facts(&mut *tx, op.instance_id).await?;
     let checks = match operations::settle(&mut *tx, op.id, &settlement).await {
         Ok(Some(checks)) => checks,
         Ok(None) => return Ok(None),

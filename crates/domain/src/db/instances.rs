@@ -705,6 +705,39 @@ pub async fn lock(conn: impl PgExecutor<'_>, id: InstanceId) -> Result<Option<In
         .await?)
 }
 
+/// What an operation's intent needs of its instance, read under the row lock.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Locked {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its customer.
+    pub customer_id: CustomerId,
+    /// Its current state.
+    #[sqlx(try_from = "String")]
+    pub state: InstanceState,
+    /// Its Wiro instance, once deployed.
+    pub wiro_guid: Option<String>,
+    /// When its customer deleted it.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The fence every write checks.
+    pub version: i64,
+}
+
+/// The instance's lock facts ([`Locked`]), locking its row for the rest of the transaction:
+/// [`lock`] without decoding every column.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_facts(conn: impl PgExecutor<'_>, id: InstanceId) -> Result<Option<Locked>> {
+    Ok(sqlx::query_as::<_, Locked>(
+        "SELECT id, customer_id, state, wiro_guid, deleted_at, version
+         FROM instances WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// The instance mapped to `wiro_guid`, if any.
 ///
 /// # Errors
