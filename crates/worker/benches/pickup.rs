@@ -7,9 +7,13 @@
 //!
 //! Defaults: 200 single orders, a batch of 2,000, 20 ms added to every upstream call, the
 //! shipped worker settings (8 provisioning slots, 1 s poll interval; new work arrives by
-//! NOTIFY). Pickup is read from the database after the run — the first `lock_at` of the order's
-//! jobs minus the order's `created_at` (the start of the transaction that committed it and its
-//! job; apalis's own `run_at` has whole-second resolution) — so measuring adds no polling. Targets: p50 ≤ 10 ms, p99 ≤ 50 ms, both phases.
+//! NOTIFY). Pickup is what the issue defines: from the order answered (the moment its
+//! transaction has committed, as the API answers 202) to the order leaving `pending` (the
+//! Deploy intent's `started_at`, written in the transaction that moves it to `deploying`). Both
+//! clocks are this machine's. Beside it, for the reason behind a figure: the order
+//! transaction's own time (tx start → answered) and answered → the first `lock_at` of its jobs
+//! (the job taken). Read from the database after the run, so measuring adds no polling.
+//! Targets: p50 ≤ 10 ms, p99 ≤ 50 ms, both phases.
 
 mod common;
 
@@ -37,7 +41,8 @@ fn order(title: String) -> Order {
     }
 }
 
-/// Places `n` single orders, one every `gap`, as the API does; returns their ids.
+/// Places `n` single orders, one every `gap`, as the API does; returns their ids and when
+/// each was answered (committed).
 async fn single_orders(
     pool: &PgPool,
     sealer: &Sealer,
@@ -45,8 +50,9 @@ async fn single_orders(
     prefix: &str,
     n: usize,
     gap: Duration,
-) -> anyhow::Result<Vec<uuid::Uuid>> {
+) -> anyhow::Result<Answered> {
     let mut ids = Vec::with_capacity(n);
+    let mut answered = Vec::with_capacity(n);
     for i in 0..n {
         let customer = domain::db::customers::upsert(pool, &format!("{prefix}-{i}"), None)
             .await?
@@ -68,48 +74,90 @@ async fn single_orders(
             None,
         )
         .await?;
+        answered.push(chrono::Utc::now());
         ids.push(instance.id.0);
         tokio::time::sleep(gap).await;
     }
-    Ok(ids)
+    Ok(Answered { ids, answered })
 }
 
-/// Pickup latency (ms) of each instance's first provisioning job, sorted.
-async fn pickups(pool: &PgPool, ids: &[uuid::Uuid]) -> anyhow::Result<Vec<f64>> {
-    let mut waits: Vec<f64> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM min(j.lock_at) - i.created_at)::float8 * 1000
-         FROM instances i
-         JOIN apalis.jobs j ON j.job_type = 'provision' AND j.lock_at IS NOT NULL
-          AND (convert_from(j.job, 'UTF8')::jsonb ->> 'instance_id')::uuid = i.id
-         WHERE i.id = ANY($1)
-         GROUP BY i.id, i.created_at",
+/// Orders and the moment each was answered.
+struct Answered {
+    ids: Vec<uuid::Uuid>,
+    answered: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Per order (ms, each list sorted): the order transaction (start → answered), answered → job
+/// taken, answered → left `pending`.
+struct Waits {
+    order_tx: Vec<f64>,
+    taken: Vec<f64>,
+    left_pending: Vec<f64>,
+}
+
+async fn pickups(pool: &PgPool, orders: &Answered) -> anyhow::Result<Waits> {
+    let rows: Vec<(f64, f64, f64)> = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM a.answered - i.created_at)::float8 * 1000,
+                EXTRACT(EPOCH FROM (SELECT min(j.lock_at) FROM apalis.jobs j
+                    WHERE j.job_type = 'provision' AND j.lock_at IS NOT NULL
+                      AND (convert_from(j.job, 'UTF8')::jsonb ->> 'instance_id')::uuid = i.id)
+                    - a.answered)::float8 * 1000,
+                EXTRACT(EPOCH FROM (SELECT min(o.started_at) FROM operations o
+                    WHERE o.instance_id = i.id AND o.kind = 'deploy') - a.answered)::float8 * 1000
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS a(id, answered)
+         JOIN instances i ON i.id = a.id",
     )
-    .bind(ids)
+    .bind(&orders.ids)
+    .bind(&orders.answered)
     .fetch_all(pool)
     .await?;
     anyhow::ensure!(
-        waits.len() == ids.len(),
-        "{} of {} orders were picked up",
-        waits.len(),
-        ids.len()
+        rows.len() == orders.ids.len(),
+        "{} of {} orders were found",
+        rows.len(),
+        orders.ids.len()
     );
-    waits.sort_by(f64::total_cmp);
-    Ok(waits)
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    Ok(Waits {
+        order_tx: sorted(rows.iter().map(|r| r.0).collect()),
+        taken: sorted(rows.iter().map(|r| r.1).collect()),
+        left_pending: sorted(rows.iter().map(|r| r.2).collect()),
+    })
 }
 
-fn report(phase: &str, waits: &[f64]) {
-    let at = |q: f64| waits[((waits.len() as f64 - 1.0) * q).round() as usize];
-    let (p50, p99) = (at(0.5), at(0.99));
+fn at(waits: &[f64], q: f64) -> f64 {
+    waits[((waits.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn report(phase: &str, waits: &Waits) {
+    let w = &waits.left_pending;
+    let (p50, p99) = (at(w, 0.5), at(w, 0.99));
     println!(
-        "{phase:<34} n={:<4} p50 {p50:>7.1} ms (target 10, {})  p99 {p99:>7.1} ms (target 50, {})  max {:>7.1} ms",
-        waits.len(),
+        "{phase:<34} n={:<4} answered → left pending: p50 {p50:>6.1} ms (target 10, {})  p99 {p99:>6.1} ms (target 50, {})  max {:>6.1} ms",
+        w.len(),
         if p50 <= 10.0 { "met" } else { "missed" },
         if p99 <= 50.0 { "met" } else { "missed" },
-        waits[waits.len() - 1]
+        w[w.len() - 1]
     );
+    for (what, w) in [
+        ("answered → job taken", &waits.taken),
+        ("order transaction itself", &waits.order_tx),
+    ] {
+        println!(
+            "{:<34}        {what:<24} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+            "",
+            at(w, 0.5),
+            at(w, 0.99),
+            w[w.len() - 1]
+        );
+    }
 }
 
-async fn wait_picked_up(pool: &PgPool, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
+async fn wait_picked_up(pool: &PgPool, orders: &Answered) -> anyhow::Result<()> {
+    let ids = &orders.ids;
     loop {
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM instances WHERE id = ANY($1) AND state = 'pending'",

@@ -1,6 +1,6 @@
 //! Builds the apalis monitor: one worker per queue, each with an explicit queue name, a unique
 //! worker name, explicit heartbeat and orphan timeouts, bounded concurrency, and NOTIFY plus
-//! polling for new work.
+//! polling for new work (`fetch_gate`: a fetch only when there may be work).
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use domain::jobs::{
     ProvisionInstance, SWEEP_QUEUE, Sweep, SweepKind,
 };
 
+use crate::fetch_gate::{self, FetchGate};
 use crate::jobs::apply_customer_status::apply_customer_status;
 use crate::jobs::provision_instance::provision_instance;
 use crate::jobs::run_sweep::run_sweep;
@@ -22,7 +23,7 @@ use crate::jobs::tick::{TickTarget, on_tick};
 use operations::Services;
 
 /// The backend of one queue.
-type QueueBackend<Args> = PollWith<PostgresStorage<Args>, Strategy>;
+type QueueBackend<Args> = FetchGate<PostgresStorage<Args>>;
 
 fn storage<Args>(ctx: &Services, queue: &str, concurrency: usize) -> QueueBackend<Args> {
     let settings = &ctx.settings.worker;
@@ -34,13 +35,13 @@ fn storage<Args>(ctx: &Services, queue: &str, concurrency: usize) -> QueueBacken
         .heartbeat_interval(settings.heartbeat_interval)
         .missed_heartbeats(settings.missed_heartbeats);
     // NOTIFY wakes us for new work at once; the interval finds delayed jobs (NOTIFY only
-    // fires for jobs due now) and covers a lost listener.
-    let strategy = Strategy::new()
-        .stream(Pubsub::new(ctx.pool.clone(), queue.to_owned()))
-        .interval(settings.poll_interval);
-    PostgresStorage::<Args>::new(&ctx.pool)
-        .with_config(config)
-        .poll_with_strategy(strategy)
+    // fires for jobs due now) and covers a lost listener. Nothing else starts a fetch.
+    let (pool, queue) = (ctx.pool.clone(), queue.to_owned());
+    FetchGate::new(
+        PostgresStorage::<Args>::new(&ctx.pool).with_config(config),
+        move || fetch_gate::notices(Pubsub::new(pool.clone(), queue.clone())),
+        settings.poll_interval,
+    )
 }
 
 /// Runs every queue's worker until `shutdown` resolves, then lets in-flight jobs finish for
