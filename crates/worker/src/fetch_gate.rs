@@ -80,11 +80,19 @@ impl<B> FetchGate<B> {
         notices: impl Fn() -> BoxStream<'static, ()> + Send + Sync + 'static,
         period: Duration,
     ) -> Self {
+        Self::with_notices(inner, Arc::new(notices), period)
+    }
+
+    fn with_notices(
+        inner: B,
+        make_notices: Arc<dyn Fn() -> BoxStream<'static, ()> + Send + Sync>,
+        period: Duration,
+    ) -> Self {
         let wake = Arc::new(BackendWake::default());
         Self {
             inner,
-            notices: Some(Mutex::new(notices())),
-            make_notices: Arc::new(notices),
+            notices: Some(Mutex::new(make_notices())),
+            make_notices,
             period,
             interval: None,
             recheck: None,
@@ -137,10 +145,7 @@ impl<B> FetchGate<B> {
 
 impl<B: Clone> Clone for FetchGate<B> {
     fn clone(&self) -> Self {
-        let make = self.make_notices.clone();
-        let mut gate = Self::new(self.inner.clone(), move || make(), self.period);
-        gate.make_notices = self.make_notices.clone();
-        gate
+        Self::with_notices(self.inner.clone(), self.make_notices.clone(), self.period)
     }
 }
 
