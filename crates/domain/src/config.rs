@@ -325,7 +325,8 @@ pub enum FailedDeployPolicy {
 pub struct WorkerSettings {
     /// Worker name (empty: generated, unique per process).
     pub name: String,
-    /// Provisioning jobs of ops batches in flight (the bulk lane).
+    /// Orders of ops batches in flight (the bulk lane): in whole chunks of
+    /// [`crate::jobs::BULK_CHUNK`] (at least one), and as many single-order follow-ups.
     pub provision_concurrency: usize,
     /// Provisioning jobs of customers' own orders and actions in flight (the interactive lane;
     /// slots of its own, so these never wait behind a batch).

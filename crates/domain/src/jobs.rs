@@ -19,8 +19,25 @@ pub const PROVISION_QUEUE: &str = "provision";
 /// never holds the slots a customer's order waits for.
 pub const BULK_PROVISION_QUEUE: &str = "provision-bulk";
 
-/// Both provisioning queues (a job of either drives one instance).
-pub const PROVISION_QUEUES: [&str; 2] = [PROVISION_QUEUE, BULK_PROVISION_QUEUE];
+/// A new ops batch's orders, [`BULK_CHUNK`] to a job: the chunk's Deploys begin in one
+/// transaction and are recorded in one (set-based), its orders then go on side by side in the
+/// job. A queue of its own, so a worker of the release before (which does not know the payload)
+/// never takes one.
+pub const BULK_CHUNK_QUEUE: &str = "provision-bulk-chunk";
+
+/// Orders per [`ProvisionChunk`]. Per order, a chunk saves the Deploy's two transactions (five
+/// statements into two shared by the chunk) and the job's own fetch, acknowledgement and read;
+/// a chunk holds its worker slot until its slowest order is running or rescheduled.
+pub const BULK_CHUNK: usize = 8;
+
+/// The chunks a worker runs at once: its bulk lane's slots (`worker.provision_concurrency`)
+/// in whole chunks, at least one.
+pub fn chunk_slots(provision_concurrency: usize) -> usize {
+    (provision_concurrency / BULK_CHUNK).max(1)
+}
+
+/// Every provisioning queue (a job of any of them drives the instances its payload names).
+pub const PROVISION_QUEUES: [&str; 3] = [PROVISION_QUEUE, BULK_PROVISION_QUEUE, BULK_CHUNK_QUEUE];
 
 /// Scheduled sweeps (reconciliation, renewals, top-ups).
 pub const SWEEP_QUEUE: &str = "sweeps";
@@ -152,6 +169,43 @@ pub struct ProvisionInstance {
     /// older payloads and when tracing is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+}
+
+/// Drive a chunk of a new ops batch's orders (see [`BULK_CHUNK_QUEUE`]). Safe to run any number
+/// of times, in parallel: the chunk's steps are fenced like a single order's, and an order not
+/// `pending` when the chunk runs simply goes on from its recorded step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionChunk {
+    /// The orders.
+    pub instance_ids: Vec<InstanceId>,
+    /// The W3C trace context of the request that caused the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// Enqueues a new batch's `instances` as [`ProvisionChunk`]s of [`BULK_CHUNK`], inside the
+/// caller's transaction.
+///
+/// # Errors
+/// [`Error::Queue`] when the insert fails.
+pub async fn enqueue_chunks(conn: &mut PgConnection, instances: &[InstanceId]) -> Result<()> {
+    if instances.is_empty() {
+        return Ok(());
+    }
+    let tasks = instances
+        .chunks(BULK_CHUNK)
+        .map(|chunk| {
+            let payload = serde_json::to_vec(&ProvisionChunk {
+                instance_ids: chunk.to_vec(),
+                traceparent: crate::trace::current_traceparent(),
+            })
+            .map_err(|e| Error::Queue(e.to_string()))?;
+            Ok(TaskBuilder::new(payload).max_attempts(MAX_ATTEMPTS).build())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    apalis_postgres::queries::push_tasks(conn, BULK_CHUNK_QUEUE, tasks)
+        .await
+        .map_err(|e| Error::Queue(e.to_string()))
 }
 
 /// Which lane a provisioning job waits in. Each lane is its own queue with its own worker

@@ -2,7 +2,6 @@
 //! transaction, singly or as a keyed batch.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::config::LimitSettings;
 use crate::db::audit::{self, NewAudit};
@@ -222,8 +221,8 @@ pub async fn submit_batch(
     let items: Vec<(CustomerId, InstanceId)> = rows.iter().map(|r| (r.customer_id, r.id)).collect();
     batches::insert_items(&mut *tx, batch.id, &items).await?;
     let instance_ids: Vec<InstanceId> = rows.iter().map(|r| r.id).collect();
-    // The bulk lane: customers' own orders and actions go first.
-    jobs::enqueue_provision_in(&mut tx, &instance_ids, jobs::Lane::Bulk, Duration::ZERO).await?;
+    // The bulk lane, in chunks: customers' own orders and actions go first.
+    jobs::enqueue_chunks(&mut tx, &instance_ids).await?;
     audit::record(
         &mut *tx,
         NewAudit {

@@ -29,6 +29,8 @@ use crate::Services;
 use crate::observe::PERIOD;
 use crate::protocol::{self, Effects, Evidence, Judged};
 
+pub mod chunk;
+
 /// How a Deploy call ended.
 #[derive(Debug)]
 pub enum Deployed {
@@ -61,11 +63,6 @@ struct Snapshot {
 /// Database errors.
 pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<Deployed> {
     let actor = services.actor();
-    let snapshot = Snapshot {
-        title: instance.title.clone(),
-        template: instance.template_slug.clone(),
-        plan: instance.plan.as_str().to_owned(),
-    };
     let intent = NewOperation {
         instance: instance.id,
         kind: OperationKind::Deploy,
@@ -73,37 +70,60 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
         actor: &actor,
         request_id: None,
         lease: services.settings.provisioning.deploy_lease,
-        detail: serde_json::to_value(&snapshot).unwrap_or_default(),
+        detail: snapshot(instance),
         // The snapshot (and the price charged) must be the order as it is.
         fence: Some(instance.version),
     };
     let Some(held) = protocol::begin(services, intent, None, None).await? else {
         return Ok(Deployed::InFlight);
     };
-    let request = DeployRequest {
-        agentguid: instance.template_guid.clone(),
-        title: snapshot.title,
-        description: Some(upstream_description(instance.id, held.op.id)),
-        useprepaid: true,
-        plan: snapshot.plan,
-        pinned: Some(false),
+    let answer = held
+        .client(services)
+        .deploy(&request(instance, &held.op))
+        .await;
+    answered(services, &held.op, instance, answer).await
+}
+
+/// The facts of `instance`'s Deploy intent.
+fn snapshot(instance: &Instance) -> serde_json::Value {
+    let snapshot = Snapshot {
+        title: instance.title.clone(),
+        template: instance.template_slug.clone(),
+        plan: instance.plan.as_str().to_owned(),
     };
-    match held.client(services).deploy(&request).await {
+    serde_json::to_value(&snapshot).unwrap_or_default()
+}
+
+/// The Deploy of `instance` under `op`: the order as its intent recorded it, with the
+/// correlator.
+fn request(instance: &Instance, op: &Operation) -> DeployRequest {
+    DeployRequest {
+        agentguid: instance.template_guid.clone(),
+        title: instance.title.clone(),
+        description: Some(upstream_description(instance.id, op.id)),
+        useprepaid: true,
+        plan: instance.plan.as_str().to_owned(),
+        pinned: Some(false),
+    }
+}
+
+/// Turns the answer to `op`'s Deploy into its outcome, recording it.
+async fn answered(
+    services: &Services,
+    op: &Operation,
+    instance: &Instance,
+    answer: Result<UserAgent, wiro_client::Error>,
+) -> domain::Result<Deployed> {
+    match answer {
         Ok(agent) => {
-            let recorded = record(
-                services,
-                &held.op,
-                instance,
-                &agent,
-                OperationState::Succeeded,
-            )
-            .await?;
+            let recorded =
+                record(services, op, instance, &agent, OperationState::Succeeded).await?;
             Ok(Deployed::Done(recorded.map(Box::new)))
         }
         Err(error) if error.outcome() == Outcome::NotApplied => {
             let reason = error.to_string();
             Ok(
-                if protocol::not_applied(services, &held.op, &error, reason).await? {
+                if protocol::not_applied(services, op, &error, reason).await? {
                     Deployed::NotSent
                 } else {
                     Deployed::Refused(error)
@@ -111,7 +131,7 @@ pub async fn deploy(services: &Services, instance: &Instance) -> domain::Result<
             )
         }
         Err(error) => {
-            protocol::lost(services, &held.op, &error).await?;
+            protocol::lost(services, op, &error).await?;
             Ok(Deployed::InDoubt)
         }
     }
@@ -127,12 +147,7 @@ async fn record(
     agent: &UserAgent,
     state: OperationState,
 ) -> domain::Result<Option<Instance>> {
-    // The Deploy paid for one period from its creation: a renewal before we first look at the
-    // subscription is then still seen (and booked) as one.
-    let paid_until = agent
-        .createdat
-        .and_then(|t| DateTime::from_timestamp(t.0, 0))
-        .map(|t| t + PERIOD);
+    let paid_until = paid_until(agent);
     let settlement = Settlement {
         state,
         wiro_guid: Some(agent.guid.clone()),
@@ -140,16 +155,7 @@ async fn record(
         error: None,
     };
     let effects = Effects {
-        charges: vec![NewCharge {
-            customer_id: instance.customer_id,
-            instance_id: instance.id,
-            kind: ChargeKind::Deploy,
-            amount_cents: instance.price_cents,
-            reference: ledger::deploy_reference(instance.id, instance.generation),
-            wiro_guid: Some(&agent.guid),
-            operation_id: Some(op.id),
-            estimated: false,
-        }],
+        charges: vec![charge(instance, &agent.guid, op.id)],
         deployed: Some((&agent.guid, agent.status.code() as i16, paid_until)),
         ..Effects::default()
     };
@@ -168,6 +174,29 @@ async fn record(
         contain(services, instance, agent, Some(op.id)).await?;
     }
     Ok(None)
+}
+
+/// The end of the period a Deploy paid for: one period from the instance's creation, so a
+/// renewal before we first look at the subscription is still seen (and booked) as one.
+fn paid_until(agent: &UserAgent) -> Option<DateTime<chrono::Utc>> {
+    agent
+        .createdat
+        .and_then(|t| DateTime::from_timestamp(t.0, 0))
+        .map(|t| t + PERIOD)
+}
+
+/// The Deploy charge of `instance` (as its intent read it) under `op`.
+fn charge<'a>(instance: &Instance, guid: &'a str, op: OperationId) -> NewCharge<'a> {
+    NewCharge {
+        customer_id: instance.customer_id,
+        instance_id: instance.id,
+        kind: ChargeKind::Deploy,
+        amount_cents: instance.price_cents,
+        reference: ledger::deploy_reference(instance.id, instance.generation),
+        wiro_guid: Some(guid),
+        operation_id: Some(op),
+        estimated: false,
+    }
 }
 
 /// A Deploy landed for an order that was given up meanwhile (`instance`, as the settlement

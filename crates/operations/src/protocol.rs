@@ -70,7 +70,7 @@ impl Held {
         services.wiro.until(self.deadline)
     }
 
-    fn new(op: Operation, asked_at: Instant) -> Self {
+    pub(crate) fn new(op: Operation, asked_at: Instant) -> Self {
         // The lease began at the database's now(), after `asked_at`: counting from `asked_at`
         // ends our deadline no later than the lease.
         let deadline = asked_at + op.lease_left().saturating_sub(DEADLINE_MARGIN);

@@ -51,12 +51,16 @@ pub fn start_metrics(
     Ok(Some((handle, addr)))
 }
 
-/// The worker's pool size: job slots, the NOTIFY listeners and heartbeats.
+/// The worker's pool size: job slots (a chunk's orders each), the NOTIFY listeners and
+/// heartbeats.
 pub fn worker_pool_size(settings: &Settings) -> u32 {
+    let chunk_orders =
+        domain::jobs::chunk_slots(settings.worker.provision_concurrency) * domain::jobs::BULK_CHUNK;
     settings.database.worker_max_connections
         + settings.worker.provision_concurrency as u32
+        + chunk_orders as u32
         + 2 * settings.worker.ops_concurrency as u32
-        + 6
+        + 8
 }
 
 /// `reseller api`: the API alone until SIGTERM, then a graceful drain.

@@ -121,7 +121,7 @@ async fn running(s: &Setup, id: domain::ids::InstanceId) -> bool {
 
 async fn queue_idle(s: &Setup) -> bool {
     let busy: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM apalis.jobs WHERE job_type IN ('provision', 'provision-bulk') AND status IN ('Pending', 'Queued', 'Running')",
+        "SELECT count(*) FROM apalis.jobs WHERE job_type IN ('provision', 'provision-bulk', 'provision-bulk-chunk') AND status IN ('Pending', 'Queued', 'Running')",
     )
     .fetch_one(&s.pool)
     .await

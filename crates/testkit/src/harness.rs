@@ -32,11 +32,20 @@ pub async fn harness(pool: PgPool) -> Harness {
 }
 
 /// A harness with a simulator built from `sim_config` (its delays are made short).
-pub async fn harness_with(pool: PgPool, mut sim_config: SimConfig) -> Harness {
+pub async fn harness_with(pool: PgPool, sim_config: SimConfig) -> Harness {
+    harness_with_delays(pool, sim_config, Delays::uniform(20)).await
+}
+
+/// A harness whose simulator's status machine pauses for `delays`.
+pub async fn harness_with_delays(
+    pool: PgPool,
+    mut sim_config: SimConfig,
+    delays: Delays,
+) -> Harness {
     apalis_postgres::PostgresStorage::setup(&pool)
         .await
         .unwrap();
-    sim_config.delays = Delays::uniform(20);
+    sim_config.delays = delays;
     let sim = SimServer::start(sim_config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = get(3, 16) as usize;
     let rate_limit = get(4, 0) as u32;
 
-    let scratch = common::Scratch::create("reseller_bench", concurrency as u32 + 10).await?;
+    let scratch = common::Scratch::create("reseller_bench", 2 * concurrency as u32 + 10).await?;
     let pool = scratch.pool.clone();
     let sim = common::simulator(1_000_000.0, latency_ms).await?;
     if rate_limit > 0 {

@@ -11,12 +11,13 @@ use apalis::prelude::*;
 use apalis_cron::CronScheduler;
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use domain::jobs::{
-    ApplyCustomerStatus, BULK_PROVISION_QUEUE, CUSTOMER_QUEUE, Lane, PROVISION_QUEUE,
-    ProvisionInstance, SWEEP_QUEUE, Sweep, SweepKind,
+    ApplyCustomerStatus, BULK_CHUNK_QUEUE, BULK_PROVISION_QUEUE, CUSTOMER_QUEUE, Lane,
+    PROVISION_QUEUE, ProvisionChunk, ProvisionInstance, SWEEP_QUEUE, Sweep, SweepKind,
 };
 
 use crate::fetch_gate::{self, FetchGate};
 use crate::jobs::apply_customer_status::apply_customer_status;
+use crate::jobs::provision_chunk::provision_chunk;
 use crate::jobs::provision_instance::provision_instance;
 use crate::jobs::run_sweep::run_sweep;
 use crate::jobs::tick::{TickTarget, on_tick};
@@ -62,6 +63,9 @@ pub async fn run(
         storage::<ProvisionInstance>(&ctx, PROVISION_QUEUE, settings.interactive_concurrency);
     let bulk =
         storage::<ProvisionInstance>(&ctx, BULK_PROVISION_QUEUE, settings.provision_concurrency);
+    // A chunk runs its orders side by side: the bulk lane's slots hold whole chunks.
+    let chunk_slots = domain::jobs::chunk_slots(settings.provision_concurrency);
+    let chunks = storage::<ProvisionChunk>(&ctx, BULK_CHUNK_QUEUE, chunk_slots);
     let sweeps = storage::<Sweep>(&ctx, SWEEP_QUEUE, ops);
     let customers = storage::<ApplyCustomerStatus>(&ctx, CUSTOMER_QUEUE, ops);
     let mut monitor = Monitor::new();
@@ -87,6 +91,17 @@ pub async fn run(
                 .data(Lane::Bulk)
                 .catch_panic()
                 .build(provision_instance)
+        });
+    }
+    {
+        let (ctx, name) = (crate::provision::chunk_services(&ctx), name.clone());
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(format!("{name}/{BULK_CHUNK_QUEUE}"))
+                .backend(chunks.clone())
+                .concurrency(chunk_slots)
+                .data(ctx.clone())
+                .catch_panic()
+                .build(provision_chunk)
         });
     }
     {

@@ -14,9 +14,10 @@ pub const WORKER_ALIVE_WITHIN_SECONDS: i64 = 60;
 pub const WALLET_WINDOW_DAYS: i64 = 7;
 
 /// The queues every deployment runs.
-const QUEUES: [&str; 4] = [
+const QUEUES: [&str; 5] = [
     crate::jobs::PROVISION_QUEUE,
     crate::jobs::BULK_PROVISION_QUEUE,
+    crate::jobs::BULK_CHUNK_QUEUE,
     crate::jobs::SWEEP_QUEUE,
     crate::jobs::CUSTOMER_QUEUE,
 ];

@@ -150,7 +150,7 @@ pub fn parse_description(description: &str) -> Option<(InstanceId, OperationId)>
     Some((instance.parse().ok()?, rest[start..end].parse().ok()?))
 }
 
-const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
+pub(crate) const COLUMNS: &str = "id, customer_id, template_guid, template_slug, plan, title, price_cents, \
     wiro_guid, state, desired_state, wiro_status, setup_required, missing_credentials, \
     missing_connections, connection_poll_until, deleted_at, pending_config, subscription_plan, subscription_status, subscription_period_end, \
     cancel_at_period_end, cancel_source, cancels_at, subscription_amount_cents, monthly_credits, \
@@ -219,6 +219,18 @@ pub async fn get(conn: impl PgExecutor<'_>, id: InstanceId) -> Result<Option<Ins
     Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(conn)
+        .await?)
+}
+
+/// Those of `ids` that exist, whoever owns them (a worker's chunk of a batch).
+///
+/// # Errors
+/// Database errors.
+pub async fn get_many(conn: impl PgExecutor<'_>, ids: &[InstanceId]) -> Result<Vec<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE id = ANY($1)");
+    Ok(sqlx::query_as::<_, Instance>(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(conn)
         .await?)
 }
 

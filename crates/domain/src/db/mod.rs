@@ -9,6 +9,7 @@ pub mod budget;
 pub mod clock;
 pub mod connect;
 pub mod customers;
+pub mod deploys;
 pub mod gauges;
 pub mod idempotency;
 pub mod instances;

@@ -79,7 +79,7 @@ impl Operation {
     }
 }
 
-const COLUMNS: &str = "id, instance_id, kind, state, worker, lease_until, detail, wiro_guid, error, \
+pub(crate) const COLUMNS: &str = "id, instance_id, kind, state, worker, lease_until, detail, wiro_guid, error, \
     started_at, finished_at, actor, request_id, result, checks, absent_since, \
     lease_until <= now() AS lease_over, \
     GREATEST(0, (EXTRACT(EPOCH FROM lease_until - now()) * 1000)::bigint) AS lease_left_ms, \

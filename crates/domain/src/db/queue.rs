@@ -62,9 +62,16 @@ pub async fn retry(conn: impl PgExecutor<'_>, id: &str) -> Result<bool> {
 /// # Errors
 /// Database errors.
 pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate::ids::InstanceId>> {
+    // A single order's job names `instance_id`; a chunk's names `instance_ids`.
     Ok(sqlx::query_scalar(
-        "SELECT DISTINCT (convert_from(job, 'UTF8')::jsonb ->> 'instance_id')::uuid FROM apalis.jobs
-         WHERE job_type = ANY($1) AND status IN ('Pending', 'Queued', 'Running')",
+        "SELECT DISTINCT id::uuid FROM (
+             SELECT convert_from(job, 'UTF8')::jsonb AS payload FROM apalis.jobs
+             WHERE job_type = ANY($1) AND status IN ('Pending', 'Queued', 'Running')
+         ) live,
+         LATERAL (SELECT payload ->> 'instance_id'
+                  UNION ALL
+                  SELECT jsonb_array_elements_text(COALESCE(payload -> 'instance_ids', '[]'))) ids(id)
+         WHERE id IS NOT NULL",
     )
     .bind(crate::jobs::PROVISION_QUEUES)
     .fetch_all(conn)

@@ -1,6 +1,7 @@
 //! One apalis handler per file, and the measurement every handler goes through.
 
 pub mod apply_customer_status;
+pub mod provision_chunk;
 pub mod provision_instance;
 pub mod run_sweep;
 pub mod tick;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
+use domain::ids::InstanceId;
 use domain::jobs::{self, Lane, ProvisionInstance};
 use tracing::Instrument;
 
@@ -33,15 +34,30 @@ pub async fn provision_instance(
 }
 
 async fn drive(job: ProvisionInstance, ctx: &Services, lane: Lane) -> Result<(), BoxDynError> {
+    let next = provision::advance(ctx, job.instance_id).await?;
+    until_done(ctx, job.instance_id, next, lane).await
+}
+
+/// Goes on after a run that ended in `next`: a short wait is slept here and the instance
+/// advanced again; a longer one becomes a follow-up job in `lane`.
+pub(super) async fn until_done(
+    ctx: &Services,
+    id: InstanceId,
+    mut next: Next,
+    lane: Lane,
+) -> Result<(), BoxDynError> {
     loop {
-        match provision::advance(ctx, job.instance_id).await? {
+        match next {
             Next::Done => return Ok(()),
-            Next::RetryAfter(wait) if wait < INLINE_WAIT => tokio::time::sleep(wait).await,
+            Next::RetryAfter(wait) if wait < INLINE_WAIT => {
+                tokio::time::sleep(wait).await;
+                next = provision::advance(ctx, id).await?;
+            }
             Next::RetryAfter(wait) => {
                 let mut conn = ctx.pool.acquire().await?;
                 // The follow-up stays in this job's lane.
-                jobs::enqueue_provision_in(&mut conn, &[job.instance_id], lane, wait).await?;
-                tracing::debug!(?wait, "rescheduled");
+                jobs::enqueue_provision_in(&mut conn, &[id], lane, wait).await?;
+                tracing::debug!(instance = %id, ?wait, "rescheduled");
                 return Ok(());
             }
         }

@@ -42,14 +42,24 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
             }
         });
     }
-    match deploy::deploy(ctx, instance).await? {
+    let outcome = deploy::deploy(ctx, instance).await?;
+    after(ctx, instance.id, outcome).await
+}
+
+/// The step a Deploy's outcome (this order's own, or its chunk's) leads to.
+pub(super) async fn after(
+    ctx: &Services,
+    id: domain::ids::InstanceId,
+    outcome: Deployed,
+) -> anyhow::Result<Step> {
+    match outcome {
         Deployed::Done(Some(recorded)) => Ok(Step::Advanced(recorded)),
         Deployed::Done(None) | Deployed::InFlight | Deployed::InDoubt => Ok(Step::Continue),
         Deployed::NotSent => Ok(Step::Stop(Next::RetryAfter(Duration::from_secs(1)))),
         Deployed::Refused(error) => {
             // The intent may have moved a pending order on: count the refusal on the row as it
             // is now, or the fence would turn it into a second Deploy.
-            let Some(current) = instances::get(&ctx.pool, instance.id).await? else {
+            let Some(current) = instances::get(&ctx.pool, id).await? else {
                 return Ok(Step::Continue);
             };
             upstream_error(ctx, &current, "deploy", &error).await

@@ -6,6 +6,7 @@
 //! before the next step, so a restarted or duplicated job continues from the recorded step and
 //! two runs at once cannot both act. Deploy has its own exactly-once protocol (`deploy.rs`).
 
+mod chunk;
 mod configure;
 mod connection;
 mod credits;
@@ -53,8 +54,19 @@ const MAX_STEPS: usize = 50;
 /// Infrastructure failures (database). Upstream failures are handled inside: transient ones
 /// become a backoff, permanent ones fail the order with Wiro's reason.
 pub async fn advance(ctx: &Services, id: InstanceId) -> anyhow::Result<Next> {
+    advance_from(ctx, id, Step::Continue).await
+}
+
+pub use chunk::{CHUNK_WAIT_RUNNING, advance_chunk, chunk_services};
+
+/// [`advance`], going on from a step already taken (`Continue`: from a fresh read).
+async fn advance_from(ctx: &Services, id: InstanceId, first: Step) -> anyhow::Result<Next> {
     // The row a step just wrote, when it returned it: the next step needs no read.
-    let mut recorded: Option<Box<Instance>> = None;
+    let mut recorded: Option<Box<Instance>> = match first {
+        Step::Continue => None,
+        Step::Advanced(row) => Some(row),
+        Step::Stop(next) => return Ok(next),
+    };
     for _ in 0..MAX_STEPS {
         let instance = match recorded.take() {
             Some(row) => *row,

@@ -1,0 +1,241 @@
+//! A new batch's orders run in chunks whose Deploys begin and are recorded set-based: each
+//! order is still deployed and charged exactly once, a chunk run twice at once changes nothing,
+//! an order that changed while its chunk's Deploy was in flight is recorded the single order's
+//! way, and an order slow to start goes on as its own job instead of holding its chunk.
+
+use std::time::Duration;
+
+use domain::db::{alerts, audit, instances, ledger, operations as ops, queue};
+use domain::ids::InstanceId;
+use domain::jobs::{BULK_CHUNK, BULK_CHUNK_QUEUE, ProvisionChunk};
+use domain::model::{ChargeKind, InstanceState, OperationKind, OperationState, Plan};
+use domain::orders::Actor;
+use sqlx::PgPool;
+use testkit::*;
+use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Every Deploy answers after `ms`.
+fn deploy_latency(ms: u64) -> FaultSpec {
+    FaultSpec {
+        endpoint: "UserAgent/Deploy".into(),
+        mode: FaultMode::Latency,
+        status: None,
+        latency_ms: Some(ms),
+        probability: None,
+        count: None,
+        rate_per_s: None,
+    }
+}
+
+/// Submits a batch of `n` orders; returns its chunk jobs' payloads.
+async fn submit(h: &Harness, n: usize) -> Vec<ProvisionChunk> {
+    let template = template(h, "email-assistant", Plan::Starter).await;
+    let actor = Actor {
+        name: "ops:test",
+        request_id: None,
+    };
+    domain::orders::submit_batch(
+        &h.pool,
+        &h.ctx.sealer,
+        None,
+        &batch_of(&template, n, "c"),
+        actor,
+    )
+    .await
+    .unwrap();
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT job FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id")
+            .bind(BULK_CHUNK_QUEUE)
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    payloads
+        .iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect()
+}
+
+/// Every Deploy upstream ran once per order, and each order has one settled Deploy, one charge
+/// and one `deploy` audit entry.
+async fn assert_each_deployed_once(h: &Harness, ids: &[InstanceId]) {
+    assert_eq!(h.sim.sim().instances().len(), ids.len());
+    assert_eq!(
+        h.sim.sim().call_counts()["UserAgent/Deploy"],
+        ids.len() as u64
+    );
+    let charges = ledger::list(&h.pool, &Default::default(), None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(charges.len(), ids.len());
+    for id in ids {
+        let deploys: Vec<_> = ops::for_instance(&h.pool, *id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.kind == OperationKind::Deploy)
+            .collect();
+        assert_eq!(deploys.len(), 1, "{id}: {deploys:?}");
+        assert!(
+            matches!(
+                deploys[0].state,
+                OperationState::Succeeded | OperationState::Adopted
+            ),
+            "{deploys:?}"
+        );
+        let mine: Vec<_> = charges
+            .iter()
+            .filter(|c| c.instance_id == Some(*id))
+            .collect();
+        assert_eq!(mine.len(), 1, "{id}");
+        assert_eq!(mine[0].kind, ChargeKind::Deploy);
+        assert_eq!(mine[0].operation_id, Some(deploys[0].id));
+        let target = format!("instance:{id}");
+        let entries = audit::list(&h.pool, Some("deploy"), Some(&target), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 1, "{id}: {entries:?}");
+    }
+    assert_ledgers_match(h).await;
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_batch_is_queued_in_chunks_whose_orders_the_stuck_sweep_sees_as_live(pool: PgPool) {
+    let h = harness(pool).await;
+    let chunks = submit(&h, BULK_CHUNK * 2 + 3).await;
+    let mut sizes: Vec<usize> = chunks.iter().map(|c| c.instance_ids.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [3, BULK_CHUNK, BULK_CHUNK]);
+    let mut live = queue::live_provision_jobs(&h.pool).await.unwrap();
+    let mut queued: Vec<InstanceId> = chunks.into_iter().flat_map(|c| c.instance_ids).collect();
+    live.sort();
+    queued.sort();
+    assert_eq!(
+        live, queued,
+        "every order of a waiting chunk has a live job"
+    );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_chunk_run_twice_at_once_or_late_deploys_and_charges_each_order_once(pool: PgPool) {
+    let h = harness(pool).await;
+    let chunk = submit(&h, BULK_CHUNK).await.remove(0);
+    // Slow Deploys: the second run reads the orders while the first one's calls are out.
+    h.sim.sim().add_fault(deploy_latency(300)).unwrap();
+    let stale = instances::get_many(&h.pool, &chunk.instance_ids)
+        .await
+        .unwrap();
+    let other = context_with(&h, "second-worker", |_| {});
+    let (a, b) = tokio::join!(
+        worker::provision::advance_chunk(&h.ctx, &chunk.instance_ids),
+        worker::provision::advance_chunk(&other, &chunk.instance_ids)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 2 * BULK_CHUNK);
+    // A late run that still holds the orders as they were before: no intent, no call.
+    let late = operations::deploy::chunk::deploy_chunk(&h.ctx, &stale)
+        .await
+        .unwrap();
+    assert!(late.is_empty(), "{late:?}");
+    for id in &chunk.instance_ids {
+        drive(&h.ctx, *id).await;
+        let done = instances::get(&h.pool, *id).await.unwrap().unwrap();
+        assert_eq!(done.state, InstanceState::Running, "{:?}", done.last_error);
+    }
+    assert_each_deployed_once(&h, &chunk.instance_ids).await;
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_order_given_up_while_its_chunks_deploy_was_out_is_recorded_by_the_failed_order_policy(
+    pool: PgPool,
+) {
+    let h = harness(pool).await;
+    let chunk = submit(&h, BULK_CHUNK).await.remove(0);
+    h.sim.sim().add_fault(deploy_latency(500)).unwrap();
+    let run = {
+        let (ctx, ids) = (h.ctx.clone(), chunk.instance_ids.clone());
+        tokio::spawn(async move { worker::provision::advance_chunk(&ctx, &ids).await })
+    };
+    // Every intent is written (the calls are out): ops give the first order up.
+    let given_up = chunk.instance_ids[0];
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let calling: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM operations WHERE kind = 'deploy' AND state = 'calling'",
+        )
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+        if calling == BULK_CHUNK as i64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the intents never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query("UPDATE instances SET state = 'failed', last_error = 'given up' WHERE id = $1")
+        .bind(given_up)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    run.await.unwrap().unwrap();
+    let alert = alerts::open(&h.pool, Some("deploy_landed_after_failure"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(alert.len(), 1, "{alert:?}");
+    assert_eq!(alert[0].instance_id, Some(given_up));
+    // The default policy adopts it: provisioning resumes with that instance.
+    for id in &chunk.instance_ids {
+        drive(&h.ctx, *id).await;
+        wait_for(&h.pool, *id, &[InstanceState::Running], SETTLE).await;
+    }
+    assert_each_deployed_once(&h, &chunk.instance_ids).await;
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn orders_slow_to_start_go_on_as_their_own_jobs_instead_of_holding_their_chunk(pool: PgPool) {
+    // Agents take 8 s from Start to Running: far longer than a chunk waits for them (twice
+    // here: once below, once as the queued job).
+    let delays = Delays::uniform(20).with_start_delay_ms(8_000);
+    let h = harness_with_delays(pool, SimConfig::with_account(WIRO_KEY, 100_000.0), delays).await;
+    let chunk = submit(&h, BULK_CHUNK).await.remove(0);
+    // A single order waits for Running inline as long as it takes; a chunk does not.
+    let ctx = context_with(&h, "slow-starts", |s| {
+        s.provisioning.wait_running_inline = Duration::from_secs(60);
+    });
+    let chunk_ctx = worker::provision::chunk_services(&ctx);
+    let nexts = worker::provision::advance_chunk(&chunk_ctx, &chunk.instance_ids)
+        .await
+        .unwrap();
+    assert_eq!(nexts.len(), BULK_CHUNK);
+    for (id, next) in &nexts {
+        assert!(
+            matches!(next, worker::provision::Next::RetryAfter(_)),
+            "{id}: {next:?}"
+        );
+        let order = instances::get(&h.pool, *id).await.unwrap().unwrap();
+        assert_eq!(
+            order.state,
+            InstanceState::Starting,
+            "{id}: returned before Running"
+        );
+    }
+
+    // Through the queue: the chunk's job ends and each order goes on in the bulk lane.
+    let (_stop, _worker) = spawn_worker(&ctx);
+    for id in &chunk.instance_ids {
+        wait_for(&h.pool, *id, &[InstanceState::Running], SETTLE).await;
+    }
+    let follow_ups: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT convert_from(job, 'UTF8')::jsonb ->> 'instance_id')
+         FROM apalis.jobs WHERE job_type = 'provision-bulk'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(follow_ups, BULK_CHUNK as i64, "one follow-up job per order");
+    assert_each_deployed_once(&h, &chunk.instance_ids).await;
+}
