@@ -112,29 +112,3 @@ pub async fn of_customer(
     .fetch_all(conn)
     .await?)
 }
-
-/// [`record`] for many entries in one statement.
-///
-/// # Errors
-/// Database errors.
-pub async fn record_many(conn: impl PgExecutor<'_>, entries: &[NewAudit<'_>]) -> Result<()> {
-    let actors: Vec<&str> = entries.iter().map(|e| e.actor).collect();
-    let actions: Vec<&str> = entries.iter().map(|e| e.action).collect();
-    let targets: Vec<Option<&str>> = entries.iter().map(|e| e.target.as_deref()).collect();
-    let requests: Vec<Option<&str>> = entries.iter().map(|e| e.request_id).collect();
-    let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome).collect();
-    let details: Vec<&serde_json::Value> = entries.iter().map(|e| &e.detail).collect();
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, target, request_id, outcome, detail)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])",
-    )
-    .bind(&actors)
-    .bind(&actions)
-    .bind(&targets)
-    .bind(&requests)
-    .bind(&outcomes)
-    .bind(&details)
-    .execute(conn)
-    .await?;
-    Ok(())
-}

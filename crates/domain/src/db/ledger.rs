@@ -163,36 +163,3 @@ pub async fn totals(conn: impl PgExecutor<'_>) -> Result<Vec<(String, i64, i64)>
     .fetch_all(conn)
     .await?)
 }
-
-/// [`record`] for many charges in one statement; returns how many were new.
-///
-/// # Errors
-/// Database errors (including a negative amount, refused by the table).
-pub async fn record_many(conn: impl PgExecutor<'_>, charges: &[NewCharge<'_>]) -> Result<u64> {
-    let customers: Vec<CustomerId> = charges.iter().map(|c| c.customer_id).collect();
-    let instances: Vec<InstanceId> = charges.iter().map(|c| c.instance_id).collect();
-    let kinds: Vec<&str> = charges.iter().map(|c| c.kind.as_str()).collect();
-    let amounts: Vec<i64> = charges.iter().map(|c| c.amount_cents).collect();
-    let references: Vec<&str> = charges.iter().map(|c| c.reference.as_str()).collect();
-    let guids: Vec<Option<&str>> = charges.iter().map(|c| c.wiro_guid).collect();
-    let operations: Vec<Option<OperationId>> = charges.iter().map(|c| c.operation_id).collect();
-    let estimated: Vec<bool> = charges.iter().map(|c| c.estimated).collect();
-    let done = sqlx::query(
-        "INSERT INTO ledger_entries
-             (customer_id, instance_id, kind, amount_cents, reference, wiro_guid, operation_id, estimated)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                              $7::uuid[], $8::bool[])
-         ON CONFLICT (reference) DO NOTHING",
-    )
-    .bind(&customers)
-    .bind(&instances)
-    .bind(&kinds)
-    .bind(&amounts)
-    .bind(&references)
-    .bind(&guids)
-    .bind(&operations)
-    .bind(&estimated)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}

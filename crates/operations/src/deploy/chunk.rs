@@ -7,18 +7,16 @@
 
 use std::collections::HashMap;
 
-use domain::db::audit::{self, NewAudit};
 use domain::db::deploys::{self, Answered, Intent};
 use domain::db::instances::Instance;
 use domain::db::operations::Operation;
 use domain::db::{alerts, ledger};
 use domain::ids::InstanceId;
 use domain::model::OperationState;
-use serde_json::json;
 use tokio::time::Instant;
 use wiro_client::models::UserAgent;
 
-use super::{Deployed, answered, charge, paid_until, record, request, snapshot};
+use super::{Deployed, answered, paid_until, record, request, snapshot};
 use crate::Services;
 use crate::protocol::{self, Held};
 
@@ -42,10 +40,15 @@ pub async fn deploy_chunk(
         })
         .collect();
     let asked_at = Instant::now();
-    let mut tx = services.pool.begin().await?;
     let lease = services.settings.provisioning.deploy_lease;
-    let ops = deploys::begin(&mut tx, &intents, &services.worker_name, &actor, lease).await?;
-    tx.commit().await?;
+    let ops = deploys::begin(
+        &services.pool,
+        &intents,
+        &services.worker_name,
+        &actor,
+        lease,
+    )
+    .await?;
     let by_id: HashMap<InstanceId, &Instance> = orders.iter().map(|o| (o.id, o)).collect();
     let calls = ops.into_iter().filter_map(|op| {
         let order = *by_id.get(&op.instance_id)?;
@@ -121,37 +124,18 @@ async fn record_together(
             wiro_guid: &agent.guid,
             wiro_status: agent.status.code() as i16,
             paid_until: paid_until(agent),
+            customer: order.customer_id,
+            amount_cents: order.price_cents,
+            reference: ledger::deploy_reference(order.id, order.generation),
         })
         .collect();
     let mut tx = services.pool.begin().await?;
-    let settled = deploys::settle(&mut tx, &answered).await?;
+    let settled = deploys::settle(&mut tx, &answered, &services.actor()).await?;
     let recorded: HashMap<InstanceId, Instance> = settled
         .deployed
         .into_iter()
         .map(|row| (row.id, row))
         .collect();
-    let ours: Vec<&(Operation, &Instance, UserAgent)> = deployed
-        .iter()
-        .filter(|(_, order, _)| recorded.contains_key(&order.id))
-        .collect();
-    let charges: Vec<_> = ours
-        .iter()
-        .map(|(op, order, agent)| charge(order, &agent.guid, op.id))
-        .collect();
-    ledger::record_many(&mut *tx, &charges).await?;
-    let default_actor = services.actor();
-    let entries: Vec<NewAudit<'_>> = ours
-        .iter()
-        .map(|(op, _, agent)| NewAudit {
-            actor: op.actor.as_deref().unwrap_or(&default_actor),
-            action: "deploy",
-            target: Some(format!("instance:{}", op.instance_id)),
-            request_id: op.request_id.as_deref(),
-            outcome: OperationState::Succeeded.as_str(),
-            detail: json!({"operation": op.id, "result": {"wiro_guid": agent.guid}, "error": null}),
-        })
-        .collect();
-    audit::record_many(&mut *tx, &entries).await?;
     for op in &settled.checked {
         alerts::resolve(&mut *tx, "operation_in_doubt", &protocol::subject(*op)).await?;
     }
