@@ -25,9 +25,10 @@ pub const BULK_PROVISION_QUEUE: &str = "provision-bulk";
 /// never takes one.
 pub const BULK_CHUNK_QUEUE: &str = "provision-bulk-chunk";
 
-/// Orders per [`ProvisionChunk`]. Per order, a chunk saves the Deploy's two transactions (five
-/// statements into two shared by the chunk) and the job's own fetch, acknowledgement and read;
-/// a chunk holds its worker slot until its slowest order is running or rescheduled.
+/// Orders per [`ProvisionChunk`]. The chunk's orders share the Deploy's intent and settlement
+/// (one statement each instead of two transactions of five and seven statements per order) and
+/// the job's fetch, acknowledgement and read; a chunk holds its worker slot until its slowest
+/// order is running or rescheduled (`worker::provision::CHUNK_WAIT_RUNNING`).
 pub const BULK_CHUNK: usize = 8;
 
 /// The chunks a worker runs at once: its bulk lane's slots (`worker.provision_concurrency`)
