@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     let busy_before = machine_busy_seconds();
+    let own_before = own_busy_seconds();
     let submitted = Instant::now();
     domain::orders::submit_batch(
         &pool,
@@ -96,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let wall = submitted.elapsed();
     let busy = machine_busy_seconds() - busy_before;
+    let own = own_busy_seconds() - own_before;
     let _ = stop.send(());
     let _ = worker.await;
 
@@ -119,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
         "machine CPU per order  {:.2} ms (every core's busy time from submit to all Running: \
          Postgres, worker and simulator; run on an otherwise idle machine)",
         busy * 1000.0 / orders as f64
+    );
+    println!(
+        "  of which this process {:.2} ms (worker and simulator); the rest {:.2} ms (Postgres, \
+         the kernel, anything else running)",
+        own * 1000.0 / orders as f64,
+        (busy - own) * 1000.0 / orders as f64
     );
     println!(
         "efficiency             {:.0} %",
@@ -181,6 +189,26 @@ async fn main() -> anyhow::Result<()> {
 
 /// Seconds every core spent busy since boot (`/proc/stat`: user, nice, system, irq, softirq);
 /// 0 where there is no `/proc`.
+/// This process's CPU time (user + system, every thread), from /proc/self/stat.
+fn own_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name may hold spaces: fields are counted after its closing parenthesis
+    // (utime and stime are fields 14 and 15 of the line, the 12th and 13th after it).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    fields.iter().sum::<f64>() / 100.0
+}
+
 fn machine_busy_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
         return 0.0;
