@@ -1,7 +1,7 @@
 //! Deploy for a chunk of a batch's new orders under the same protocol as one order's
-//! (`super::deploy`), set-based: the chunk's intents are committed in one transaction before
-//! any call, the calls go out side by side (each under its own lease's deadline), and the
-//! answered ones are recorded in one transaction with their charges and audit entries. A call
+//! (`super::deploy`), set-based: one statement commits the chunk's intents before any call, the
+//! calls go out side by side (each under its own lease's deadline), and one statement in one
+//! transaction records the answered ones with their charges and audit entries. A call
 //! that was refused or lost, and an answer that cannot be recorded with the rest (the order
 //! failed or got an instance meanwhile), go exactly the single order's way.
 
@@ -111,7 +111,8 @@ async fn record_chunk(
 }
 
 /// The set-based settlement: every operation, instance, charge and audit entry it can record,
-/// in one transaction; returns the orders it recorded.
+/// in one transaction (with the in-doubt alerts of operations that had evidence checks);
+/// returns the orders it recorded.
 async fn record_together(
     services: &Services,
     deployed: &[(Operation, &Instance, UserAgent)],
