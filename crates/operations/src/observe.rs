@@ -278,17 +278,45 @@ pub async fn record_fenced(
     agent: &UserAgent,
     change: Change,
 ) -> domain::Result<Option<Instance>> {
+    match fenced_write(current, agent, change.clone()) {
+        FencedWrite::NotOurs => Ok(None),
+        FencedWrite::Locked => {
+            record_now(pool, current.id, Some(current.version), agent, change).await
+        }
+        FencedWrite::Nothing => Ok(Some(current.clone())),
+        FencedWrite::Write(merged) => {
+            instances::update(pool, current.id, current.version, *merged).await
+        }
+    }
+}
+
+/// What [`record_fenced`] writes for `agent` and `change` over `current`.
+#[derive(Debug)]
+pub enum FencedWrite {
+    /// `agent` is not the instance's (nothing is written).
+    NotOurs,
+    /// It reveals a renewal: booked with it, under the row lock (`record_now`).
+    Locked,
+    /// Nothing would change.
+    Nothing,
+    /// This change, fenced on `current`'s version (a caller may write many together:
+    /// `instances::update_many`).
+    Write(Box<Change>),
+}
+
+/// Plans [`record_fenced`]'s write without making it.
+pub fn fenced_write(current: &Instance, agent: &UserAgent, change: Change) -> FencedWrite {
     if current.wiro_guid.as_deref() != Some(agent.guid.as_str()) {
-        return Ok(None);
+        return FencedWrite::NotOurs;
     }
-    let (merged, renewals) = planned(current, agent, change.clone());
+    let (merged, renewals) = planned(current, agent, change);
     if !renewals.is_empty() {
-        return record_now(pool, current.id, Some(current.version), agent, change).await;
+        FencedWrite::Locked
+    } else if merged.is_empty() {
+        FencedWrite::Nothing
+    } else {
+        FencedWrite::Write(Box::new(merged))
     }
-    if merged.is_empty() {
-        return Ok(Some(current.clone()));
-    }
-    instances::update(pool, current.id, current.version, merged).await
 }
 
 /// Puts the observed subscription into `change` and returns the renewals it reveals.

@@ -239,3 +239,105 @@ async fn orders_slow_to_start_go_on_as_their_own_jobs_instead_of_holding_their_c
     assert_eq!(follow_ups, BULK_CHUNK as i64, "one follow-up job per order");
     assert_each_deployed_once(&h, &chunk.instance_ids).await;
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_set_based_update_changes_only_the_rows_still_at_their_version(pool: PgPool) {
+    use domain::db::instances::Change;
+    let h = harness(pool).await;
+    let ids = submit(&h, 3).await.remove(0).instance_ids;
+    let rows = instances::get_many(&h.pool, &ids).await.unwrap();
+    let row = |id: InstanceId| rows.iter().find(|r| r.id == id).unwrap().clone();
+    let (moved, stale, renamed) = (row(ids[0]), row(ids[1]), row(ids[2]));
+    // Someone else changes the second order first.
+    instances::update(
+        &h.pool,
+        stale.id,
+        stale.version,
+        Change::to(InstanceState::Failed),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let title = Change {
+        title: Some("renamed".into()),
+        ..Change::default()
+    };
+    let written = instances::update_many(
+        &mut conn,
+        vec![
+            (
+                moved.id,
+                moved.version,
+                Change::to(InstanceState::Deploying),
+            ),
+            (
+                stale.id,
+                stale.version,
+                Change::to(InstanceState::Deploying),
+            ),
+            (renamed.id, renamed.version, title),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut written_ids: Vec<InstanceId> = written.iter().map(|r| r.id).collect();
+    written_ids.sort();
+    let mut expected = vec![moved.id, renamed.id];
+    expected.sort();
+    assert_eq!(written_ids, expected, "the stale row is left out");
+    let now = |id| instances::get(&h.pool, id);
+    let moved_now = now(moved.id).await.unwrap().unwrap();
+    assert_eq!(moved_now.state, InstanceState::Deploying);
+    assert_eq!(moved_now.version, moved.version + 1);
+    assert!(moved_now.state_changed_at > moved.state_changed_at);
+    assert_eq!(
+        now(stale.id).await.unwrap().unwrap().state,
+        InstanceState::Failed
+    );
+    let renamed_now = now(renamed.id).await.unwrap().unwrap();
+    assert_eq!(renamed_now.title, "renamed");
+    assert_eq!(
+        renamed_now.state,
+        InstanceState::Pending,
+        "only what the change sets"
+    );
+    assert_eq!(renamed_now.state_changed_at, renamed.state_changed_at);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_chunks_orders_are_recorded_as_a_single_order_is(pool: PgPool) {
+    let h = harness(pool).await;
+    let single = order(&h, "single", "email-assistant", Default::default()).await;
+    drive(&h.ctx, single.id).await;
+    let chunk = submit(&h, 2).await.remove(0);
+    worker::provision::advance_chunk(&h.ctx, &chunk.instance_ids)
+        .await
+        .unwrap();
+    let facts = |i: &domain::db::instances::Instance| {
+        (
+            (
+                i.state,
+                i.wiro_status,
+                i.setup_required,
+                i.missing_credentials.clone(),
+                i.missing_connections.clone(),
+                i.pending_config.is_some(),
+            ),
+            i.subscription_plan.clone(),
+            i.subscription_status.clone(),
+            i.subscription_amount_cents,
+            i.monthly_credits,
+            i.extra_credits,
+            i.step_failures,
+            i.last_error.clone(),
+        )
+    };
+    let single = instances::get(&h.pool, single.id).await.unwrap().unwrap();
+    assert_eq!(single.state, InstanceState::Running);
+    for id in &chunk.instance_ids {
+        let mine = instances::get(&h.pool, *id).await.unwrap().unwrap();
+        assert_eq!(facts(&mine), facts(&single));
+        assert!(mine.subscription_period_end.is_some());
+    }
+}

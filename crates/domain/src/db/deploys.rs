@@ -183,7 +183,7 @@ pub async fn settle(
          SELECT d.*, s.settled_op, s.checks
          FROM settled s JOIN answered a ON a.op_id = s.settled_op
          LEFT JOIN deployed d ON d.id = a.order_id",
-        qualified(instances::COLUMNS)
+        instances::qualified(instances::COLUMNS)
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&ops)
@@ -211,14 +211,4 @@ pub async fn settle(
         settled.deployed.push(Instance::from_row(&row)?);
     }
     Ok(settled)
-}
-
-/// `columns` (a comma-separated list) qualified with `instances.`, for a statement whose other
-/// relation has columns of the same names.
-fn qualified(columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|c| format!("instances.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -464,6 +464,55 @@ impl Change {
     }
 }
 
+/// Calls `$emit!(column, value)` for every field of a [`Change`] (`value` an `Option` of what
+/// to bind; `None` leaves the column alone): the one list of the columns a change can set, for
+/// [`update`] and [`update_many`].
+macro_rules! change_columns {
+    ($change:ident, $emit:ident) => {
+        $emit!("state", $change.state.map(InstanceState::as_str));
+        $emit!(
+            "desired_state",
+            $change.desired_state.map(DesiredState::as_str)
+        );
+        $emit!("wiro_guid", $change.wiro_guid);
+        $emit!("wiro_status", $change.wiro_status);
+        $emit!("setup_required", $change.setup_required);
+        $emit!("missing_credentials", $change.missing_credentials);
+        $emit!("missing_connections", $change.missing_connections);
+        $emit!("connection_poll_until", $change.connection_poll_until);
+        $emit!("deleted_at", $change.deleted_at);
+        $emit!("pending_config", $change.pending_config);
+        $emit!("title", $change.title);
+        $emit!("plan", $change.plan.map(Plan::as_str));
+        $emit!("subscription_plan", $change.subscription_plan);
+        $emit!("subscription_status", $change.subscription_status);
+        $emit!("subscription_period_end", $change.subscription_period_end);
+        $emit!("cancel_at_period_end", $change.cancel_at_period_end);
+        $emit!(
+            "cancel_source",
+            $change.cancel_source.map(|c| c.map(CancelSource::as_str))
+        );
+        $emit!("cancels_at", $change.cancels_at);
+        $emit!(
+            "downgrade_to",
+            $change.downgrade_to.map(|p| p.map(Plan::as_str))
+        );
+        $emit!(
+            "subscription_amount_cents",
+            $change.subscription_amount_cents
+        );
+        $emit!("monthly_credits", $change.monthly_credits);
+        $emit!("extra_credits", $change.extra_credits);
+        $emit!("last_error", $change.last_error);
+        $emit!("failed_step", $change.failed_step);
+        $emit!("step_failures", $change.step_failures);
+        $emit!("error_restarts", $change.error_restarts);
+        $emit!("last_error_restart_at", $change.last_error_restart_at);
+        $emit!("topup_armed", $change.topup_armed);
+        $emit!("requeues", $change.requeues);
+    };
+}
+
 /// Applies `change` if the row is still at `version`; `None` when someone else changed it first.
 ///
 /// # Errors
@@ -494,51 +543,94 @@ pub async fn update(
                 .push(" THEN requeues ELSE 0 END");
         }
     }
-    set!("state", change.state.map(InstanceState::as_str));
-    set!(
-        "desired_state",
-        change.desired_state.map(DesiredState::as_str)
-    );
-    set!("wiro_guid", change.wiro_guid);
-    set!("wiro_status", change.wiro_status);
-    set!("setup_required", change.setup_required);
-    set!("missing_credentials", change.missing_credentials);
-    set!("missing_connections", change.missing_connections);
-    set!("connection_poll_until", change.connection_poll_until);
-    set!("deleted_at", change.deleted_at);
-    set!("pending_config", change.pending_config);
-    set!("title", change.title);
-    set!("plan", change.plan.map(Plan::as_str));
-    set!("subscription_plan", change.subscription_plan);
-    set!("subscription_status", change.subscription_status);
-    set!("subscription_period_end", change.subscription_period_end);
-    set!("cancel_at_period_end", change.cancel_at_period_end);
-    set!(
-        "cancel_source",
-        change.cancel_source.map(|c| c.map(CancelSource::as_str))
-    );
-    set!("cancels_at", change.cancels_at);
-    set!(
-        "downgrade_to",
-        change.downgrade_to.map(|p| p.map(Plan::as_str))
-    );
-    set!(
-        "subscription_amount_cents",
-        change.subscription_amount_cents
-    );
-    set!("monthly_credits", change.monthly_credits);
-    set!("extra_credits", change.extra_credits);
-    set!("last_error", change.last_error);
-    set!("failed_step", change.failed_step);
-    set!("step_failures", change.step_failures);
-    set!("error_restarts", change.error_restarts);
-    set!("last_error_restart_at", change.last_error_restart_at);
-    set!("topup_armed", change.topup_armed);
-    set!("requeues", change.requeues);
+    change_columns!(change, set);
     q.push(" WHERE id = ").push_bind(id);
     q.push(" AND version = ").push_bind(version);
     q.push(" RETURNING ").push(COLUMNS);
     Ok(q.build_query_as::<Instance>().fetch_optional(conn).await?)
+}
+
+/// [`update`] for many rows, one statement per shape (the columns a change sets): each row
+/// changes only if it is still at its version. Returns the rows changed; a row left out was
+/// changed by someone else first (its caller reads it again).
+///
+/// # Errors
+/// Database errors.
+pub async fn update_many(
+    conn: &mut sqlx::PgConnection,
+    rows: Vec<(InstanceId, i64, Change)>,
+) -> Result<Vec<Instance>> {
+    let mut shapes: std::collections::BTreeMap<Vec<&'static str>, Vec<(InstanceId, i64, Change)>> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        shapes.entry(shape(&row.2)).or_default().push(row);
+    }
+    let mut changed = Vec::new();
+    for (columns, mut rows) in shapes {
+        if columns.is_empty() {
+            continue;
+        }
+        // Locked in id order, as every multi-row lock here.
+        rows.sort_by_key(|(id, ..)| *id);
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "UPDATE instances SET version = instances.version + 1, updated_at = now()",
+        );
+        if columns.contains(&"state") {
+            q.push(", state_changed_at = CASE WHEN instances.state = v.state THEN instances.state_changed_at ELSE now() END");
+            if !columns.contains(&"requeues") {
+                // A new state is progress: the stuck sweep's count starts again.
+                q.push(", requeues = CASE WHEN instances.state = v.state THEN instances.requeues ELSE 0 END");
+            }
+        }
+        for column in &columns {
+            q.push(format_args!(", {column} = v.{column}"));
+        }
+        q.push(" FROM (");
+        q.push_values(rows, |mut b, (id, version, change)| {
+            b.push_bind(id).push_bind(version);
+            macro_rules! bind {
+                ($col:literal, $value:expr) => {
+                    if let Some(v) = $value {
+                        b.push_bind(v);
+                    }
+                };
+            }
+            change_columns!(change, bind);
+        });
+        q.push(") AS v(id, version");
+        for column in &columns {
+            q.push(", ").push(*column);
+        }
+        q.push(") WHERE instances.id = v.id AND instances.version = v.version RETURNING ")
+            .push(qualified(COLUMNS));
+        changed.extend(q.build_query_as::<Instance>().fetch_all(&mut *conn).await?);
+    }
+    Ok(changed)
+}
+
+/// The columns `change` sets, in [`change_columns`] order.
+fn shape(change: &Change) -> Vec<&'static str> {
+    let probe = change.clone();
+    let mut columns = Vec::new();
+    macro_rules! name {
+        ($col:literal, $value:expr) => {
+            if $value.is_some() {
+                columns.push($col);
+            }
+        };
+    }
+    change_columns!(probe, name);
+    columns
+}
+
+/// `columns` (a comma-separated list) qualified with `instances.`, for a statement whose other
+/// relation has columns of the same names.
+pub(crate) fn qualified(columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("instances.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Deployed instances whose subscription needs the renewal sweep: expired, ending within

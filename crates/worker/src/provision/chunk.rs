@@ -12,7 +12,9 @@ use domain::ids::InstanceId;
 use domain::model::InstanceState;
 use operations::Services;
 use operations::deploy::chunk::deploy_chunk;
+use operations::observe::{FencedWrite, fenced_write};
 
+use super::configure::{self, Configured};
 use super::{Next, Step, advance_from, deploy};
 
 /// How long a chunk waits inline for its orders to reach Running (at most; a deployment's
@@ -62,6 +64,7 @@ pub async fn advance_chunk(
             starts.push((order.id, step));
         }
     }
+    let starts = configure_together(ctx, starts).await?;
     let runs = starts
         .into_iter()
         .map(|(id, first)| async move { (id, advance_from(ctx, id, first).await) });
@@ -80,4 +83,63 @@ pub async fn advance_chunk(
         Some(e) => Err(e),
         None => Ok(nexts),
     }
+}
+
+/// The configure step for every order of the chunk at it (`configuring`, from the row its
+/// Deploy recorded): Update side by side, then the orders that go on to start recorded in one
+/// fenced statement per shape (`instances::update_many`); any other (waiting for the customer,
+/// revealing a renewal, failed) is recorded one by one as a single order's is. Returns each
+/// order's step.
+async fn configure_together(
+    ctx: &Services,
+    starts: Vec<(InstanceId, Step)>,
+) -> anyhow::Result<Vec<(InstanceId, Step)>> {
+    let (at_configure, mut steps): (Vec<_>, Vec<_>) = starts.into_iter().partition(
+        |(_, step)| matches!(step, Step::Advanced(row) if row.state == InstanceState::Configuring),
+    );
+    let rows: Vec<Instance> = at_configure
+        .into_iter()
+        .filter_map(|(_, step)| match step {
+            Step::Advanced(row) => Some(*row),
+            _ => None,
+        })
+        .collect();
+    let decided =
+        futures::future::join_all(rows.iter().map(|row| configure::decide(ctx, row))).await;
+    let mut together = Vec::new();
+    for (row, decided) in rows.iter().zip(decided) {
+        let decision = match decided? {
+            Configured::Ended(step) => {
+                steps.push((row.id, step));
+                continue;
+            }
+            Configured::Decided(decision) => decision,
+        };
+        if decision.goes_on()
+            && let FencedWrite::Write(change) =
+                fenced_write(row, &decision.agent, decision.change.clone())
+        {
+            together.push((row.id, row.version, *change));
+            continue;
+        }
+        steps.push((row.id, configure::record(ctx, row, *decision).await?));
+    }
+    if !together.is_empty() {
+        let ids: Vec<InstanceId> = together.iter().map(|(id, ..)| *id).collect();
+        let mut conn = ctx.pool.acquire().await?;
+        let mut written: HashMap<InstanceId, Instance> =
+            instances::update_many(&mut conn, together)
+                .await?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect();
+        for id in ids {
+            // Not written: changed meanwhile, so from a fresh read.
+            let step = written
+                .remove(&id)
+                .map_or(Step::Continue, |row| Step::Advanced(Box::new(row)));
+            steps.push((id, step));
+        }
+    }
+    Ok(steps)
 }

@@ -7,24 +7,60 @@
 use domain::db::audit::{self, NewAudit};
 use domain::db::instances::{Change, Instance};
 use domain::model::{DesiredState, InstanceState};
-use wiro_client::models::{UpdateConfiguration, UpdateRequest};
+use wiro_client::models::{UpdateConfiguration, UpdateRequest, UserAgent};
 
 use super::{Step, connection, fail, transition, transition_observed, upstream_error};
 use operations::Services;
 use operations::observe::setup_required;
 
+/// What Update and the checks after it decided for an order, before it is recorded.
+pub(super) struct Decision {
+    /// What Update answered.
+    pub agent: UserAgent,
+    /// The order's next facts.
+    pub change: Change,
+    needs_credentials: bool,
+    missing_connections: Vec<String>,
+}
+
+impl Decision {
+    /// The order goes on to start or stop (it waits for nothing the customer must give): its
+    /// record is a plain fenced write, which a chunk may make together with others'.
+    pub fn goes_on(&self) -> bool {
+        !self.needs_credentials && self.missing_connections.is_empty()
+    }
+}
+
+/// How the configure step's upstream part ended.
+pub(super) enum Configured {
+    /// Decided: record it ([`record`]).
+    Decided(Box<Decision>),
+    /// The step ended otherwise (not deployed, a failure recorded, a backoff).
+    Ended(Step),
+}
+
 pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<Step> {
+    match decide(ctx, instance).await? {
+        Configured::Ended(step) => Ok(step),
+        Configured::Decided(decision) => record(ctx, instance, *decision).await,
+    }
+}
+
+/// Sends Update and decides the order's next state (everything but recording it).
+pub(super) async fn decide(ctx: &Services, instance: &Instance) -> anyhow::Result<Configured> {
     let Some(guid) = instance.wiro_guid.clone() else {
         // Not deployed after all: go back and deploy.
         transition(ctx, instance, Change::to(InstanceState::Deploying)).await?;
-        return Ok(Step::Continue);
+        return Ok(Configured::Ended(Step::Continue));
     };
     let pending = match &instance.pending_config {
         Some(sealed) => match ctx.sealer.open(instance.id, sealed) {
             Ok(config) => Some(config),
             Err(e) => {
                 let reason = format!("{e} (was security.credentials_key changed?)");
-                return fail(ctx, instance, "configure", &reason).await;
+                return Ok(Configured::Ended(
+                    fail(ctx, instance, "configure", &reason).await?,
+                ));
             }
         },
         None => None,
@@ -54,7 +90,11 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         .await;
     let agent = match result {
         Ok(agent) => agent,
-        Err(e) => return upstream_error(ctx, instance, "configure", &e).await,
+        Err(e) => {
+            return Ok(Configured::Ended(
+                upstream_error(ctx, instance, "configure", &e).await?,
+            ));
+        }
     };
     let needs_credentials = setup_required(&agent);
     let mut missing_connections = Vec::new();
@@ -62,7 +102,11 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         let required = connection::required(&agent);
         match connection::missing(ctx, &guid, &required).await {
             Ok(missing) => missing_connections = missing,
-            Err(e) => return upstream_error(ctx, instance, "configure", &e).await,
+            Err(e) => {
+                return Ok(Configured::Ended(
+                    upstream_error(ctx, instance, "configure", &e).await?,
+                ));
+            }
         }
     }
     let next = if needs_credentials {
@@ -82,6 +126,27 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         // and the next run sends those.
         change.pending_config = Some(None);
     }
+    Ok(Configured::Decided(Box::new(Decision {
+        agent,
+        change,
+        needs_credentials,
+        missing_connections,
+    })))
+}
+
+/// Records what [`decide`] decided (fenced on the version it read), with the audit entry of
+/// a wait for the customer.
+pub(super) async fn record(
+    ctx: &Services,
+    instance: &Instance,
+    decision: Decision,
+) -> anyhow::Result<Step> {
+    let Decision {
+        agent,
+        change,
+        needs_credentials,
+        missing_connections,
+    } = decision;
     let Some(recorded) = transition_observed(ctx, instance, &agent, change).await? else {
         return Ok(Step::Continue);
     };
