@@ -307,10 +307,24 @@ async fn a_set_based_update_changes_only_the_rows_still_at_their_version(pool: P
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_chunks_orders_are_recorded_as_a_single_order_is(pool: PgPool) {
-    let h = harness(pool).await;
-    let single = order(&h, "single", "email-assistant", Default::default()).await;
+    // Agents start at once: the chunk records its orders Running together.
+    let delays = Delays::uniform(20).with_start_delay_ms(0);
+    let h = harness_with_delays(pool, SimConfig::with_account(WIRO_KEY, 100_000.0), delays).await;
+    chunk_and_single_order_record_the_same_facts(&h).await;
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_chunks_orders_polled_to_running_are_recorded_as_a_single_order_is(pool: PgPool) {
+    // Still starting at the chunk's first Detail: each goes on polling the single order's way.
+    let delays = Delays::uniform(20).with_start_delay_ms(50);
+    let h = harness_with_delays(pool, SimConfig::with_account(WIRO_KEY, 100_000.0), delays).await;
+    chunk_and_single_order_record_the_same_facts(&h).await;
+}
+
+async fn chunk_and_single_order_record_the_same_facts(h: &Harness) {
+    let single = order(h, "single", "email-assistant", Default::default()).await;
     drive(&h.ctx, single.id).await;
-    let chunk = submit(&h, 2).await.remove(0);
+    let chunk = submit(h, 2).await.remove(0);
     worker::provision::advance_chunk(&h.ctx, &chunk.instance_ids)
         .await
         .unwrap();
@@ -340,4 +354,52 @@ async fn a_chunks_orders_are_recorded_as_a_single_order_is(pool: PgPool) {
         assert_eq!(facts(&mine), facts(&single));
         assert!(mine.subscription_period_end.is_some());
     }
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_chunk_starts_its_orders_together_but_never_a_suspended_customers(pool: PgPool) {
+    let delays = Delays::uniform(20).with_start_delay_ms(0);
+    let h = harness_with_delays(pool, SimConfig::with_account(WIRO_KEY, 100_000.0), delays).await;
+    let chunk = submit(&h, 4).await.remove(0);
+    let rows = instances::get_many(&h.pool, &chunk.instance_ids)
+        .await
+        .unwrap();
+    let suspended = rows[0].clone();
+    domain::db::customers::set_status(
+        &h.pool,
+        suspended.customer_id,
+        domain::model::CustomerStatus::Suspended,
+    )
+    .await
+    .unwrap();
+    let nexts = worker::provision::advance_chunk(&h.ctx, &chunk.instance_ids)
+        .await
+        .unwrap();
+    assert!(
+        nexts
+            .iter()
+            .all(|(_, next)| *next == worker::provision::Next::Done),
+        "{nexts:?}"
+    );
+    for id in &chunk.instance_ids {
+        let now = instances::get(&h.pool, *id).await.unwrap().unwrap();
+        let expected = if *id == suspended.id {
+            InstanceState::Stopped
+        } else {
+            InstanceState::Running
+        };
+        assert_eq!(now.state, expected, "{id}");
+        assert_eq!(
+            now.wiro_status,
+            Some(if *id == suspended.id { 0 } else { 4 })
+        );
+    }
+    let calls = h.sim.sim().call_counts();
+    assert_eq!(
+        calls["UserAgent/Start"], 3,
+        "once per active customer's order"
+    );
+    // Running at once: one Detail after each Start, one for the agent that stops.
+    assert_eq!(calls["UserAgent/Detail"], 4);
+    assert_each_deployed_once(&h, &chunk.instance_ids).await;
 }

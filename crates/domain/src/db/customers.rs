@@ -121,6 +121,22 @@ pub async fn get(conn: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Cus
         .await?)
 }
 
+/// Which of `ids` are active (one statement for a chunk of orders' customers).
+///
+/// # Errors
+/// Database errors.
+pub async fn active_among(
+    conn: impl PgExecutor<'_>,
+    ids: &[CustomerId],
+) -> Result<std::collections::HashSet<CustomerId>> {
+    let rows: Vec<(CustomerId,)> =
+        sqlx::query_as("SELECT id FROM customers WHERE id = ANY($1) AND status = 'active'")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// A page of customers ordered by id, after `after`, optionally one status.
 ///
 /// # Errors

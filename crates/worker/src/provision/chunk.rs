@@ -1,21 +1,27 @@
 //! A chunk of a batch's new orders: their Deploys set-based (`operations::deploy::chunk`), then
-//! every order on from its recorded step, side by side. An order that is not a fresh `pending`
-//! one when the chunk runs (a retried chunk, an order deleted or changed) simply goes on from
-//! its recorded step, as its own job would.
+//! the configure and start steps together (calls side by side, the orders that go on recorded
+//! in one fenced statement per shape), then every order on from its recorded step, side by
+//! side. An order that is not a fresh `pending` one when the chunk runs (a retried chunk, an
+//! order deleted or changed) simply goes on from its recorded step, as its own job would; one
+//! that leaves the happy path of a step together goes that step's single order's way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::db::instances::{self, Instance};
-use domain::ids::InstanceId;
+use domain::db::customers;
+use domain::db::instances::{self, Change, Instance};
+use domain::ids::{CustomerId, InstanceId};
 use domain::model::InstanceState;
 use operations::Services;
 use operations::deploy::chunk::deploy_chunk;
 use operations::observe::{FencedWrite, fenced_write};
 
+use wiro_client::models::AgentStatus;
+
 use super::configure::{self, Configured};
-use super::{Next, Step, advance_from, deploy};
+use super::start::{self, Action};
+use super::{Next, Step, advance_from, deploy, upstream_error};
 
 /// How long a chunk waits inline for its orders to reach Running (at most; a deployment's
 /// `provisioning.wait_running_inline` may be shorter). A chunk holds its worker slot until its
@@ -65,6 +71,7 @@ pub async fn advance_chunk(
         }
     }
     let starts = configure_together(ctx, starts).await?;
+    let starts = start_together(ctx, starts).await?;
     let runs = starts
         .into_iter()
         .map(|(id, first)| async move { (id, advance_from(ctx, id, first).await) });
@@ -94,16 +101,7 @@ async fn configure_together(
     ctx: &Services,
     starts: Vec<(InstanceId, Step)>,
 ) -> anyhow::Result<Vec<(InstanceId, Step)>> {
-    let (at_configure, mut steps): (Vec<_>, Vec<_>) = starts.into_iter().partition(
-        |(_, step)| matches!(step, Step::Advanced(row) if row.state == InstanceState::Configuring),
-    );
-    let rows: Vec<Instance> = at_configure
-        .into_iter()
-        .filter_map(|(_, step)| match step {
-            Step::Advanced(row) => Some(*row),
-            _ => None,
-        })
-        .collect();
+    let (rows, mut steps) = rows_where(starts, |row| row.state == InstanceState::Configuring);
     let decided =
         futures::future::join_all(rows.iter().map(|row| configure::decide(ctx, row))).await;
     let mut together = Vec::new();
@@ -124,22 +122,114 @@ async fn configure_together(
         }
         steps.push((row.id, configure::record(ctx, row, *decision).await?));
     }
-    if !together.is_empty() {
-        let ids: Vec<InstanceId> = together.iter().map(|(id, ..)| *id).collect();
-        let mut conn = ctx.pool.acquire().await?;
-        let mut written: HashMap<InstanceId, Instance> =
-            instances::update_many(&mut conn, together)
-                .await?
-                .into_iter()
-                .map(|row| (row.id, row))
-                .collect();
-        for id in ids {
-            // Not written: changed meanwhile, so from a fresh read.
+    steps.extend(write_together(ctx, together).await?);
+    Ok(steps)
+}
+
+/// The start step for every order of the chunk starting (`starting`, from the row configure
+/// recorded): the customers read in one statement, Start side by side, one Detail each side by
+/// side, and the orders it shows Running recorded in one fenced statement; any other goes on
+/// the single order's way from the Detail it got (waits, retries, failures).
+async fn start_together(
+    ctx: &Services,
+    steps: Vec<(InstanceId, Step)>,
+) -> anyhow::Result<Vec<(InstanceId, Step)>> {
+    let (rows, mut steps) = rows_where(steps, |row| {
+        row.state == InstanceState::Starting && row.wiro_guid.is_some()
+    });
+    if rows.is_empty() {
+        return Ok(steps);
+    }
+    let customers: Vec<CustomerId> = rows.iter().map(|row| row.customer_id).collect();
+    let active = customers::active_among(&ctx.pool, &customers).await?;
+    let begun = futures::future::join_all(rows.iter().map(|row| {
+        let guid = row.wiro_guid.as_deref().unwrap_or_default();
+        start::begin(ctx, row, guid, active.contains(&row.customer_id))
+    }))
+    .await;
+    let mut polling = Vec::new();
+    for (row, begun) in rows.into_iter().zip(begun) {
+        match begun? {
+            Action::Finish(step) => steps.push((row.id, step)),
+            Action::Wait => polling.push(row),
+        }
+    }
+    let details = futures::future::join_all(polling.iter().map(|row| {
+        ctx.wiro
+            .detail(row.wiro_guid.as_deref().unwrap_or_default())
+    }))
+    .await;
+    let mut together = Vec::new();
+    let mut alone = Vec::new();
+    for (row, detail) in polling.iter().zip(details) {
+        match detail {
+            Ok(agent) if agent.status == AgentStatus::Running => {
+                match fenced_write(row, &agent, Change::to(InstanceState::Running)) {
+                    FencedWrite::Write(change) => together.push((row.id, row.version, *change)),
+                    _ => alone.push((row, Ok(agent))),
+                }
+            }
+            other => alone.push((row, other)),
+        }
+    }
+    let alone = futures::future::join_all(alone.into_iter().map(|(row, detail)| async move {
+        let step = match detail {
+            Ok(agent) => {
+                let guid = agent.guid.clone();
+                start::poll(ctx, row, &guid, Some(agent)).await
+            }
+            Err(e) => upstream_error(ctx, row, "start", &e).await,
+        };
+        step.map(|step| (row.id, step))
+    }))
+    .await;
+    for step in alone {
+        steps.push(step?);
+    }
+    steps.extend(write_together(ctx, together).await?);
+    Ok(steps)
+}
+
+/// Splits off the orders whose step recorded a row that `at` picks (a step together starts from
+/// it); the others' steps are returned as they were.
+fn rows_where(
+    steps: Vec<(InstanceId, Step)>,
+    at: impl Fn(&Instance) -> bool,
+) -> (Vec<Instance>, Vec<(InstanceId, Step)>) {
+    let mut rows = Vec::new();
+    let mut others = Vec::new();
+    for (id, step) in steps {
+        match step {
+            Step::Advanced(row) if at(&row) => rows.push(*row),
+            step => others.push((id, step)),
+        }
+    }
+    (rows, others)
+}
+
+/// Writes changes fenced on their versions in one statement per shape: each written order goes
+/// on from its recorded row, one changed meanwhile from a fresh read.
+async fn write_together(
+    ctx: &Services,
+    together: Vec<(InstanceId, i64, Change)>,
+) -> anyhow::Result<Vec<(InstanceId, Step)>> {
+    if together.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<InstanceId> = together.iter().map(|(id, ..)| *id).collect();
+    let mut conn = ctx.pool.acquire().await?;
+    let mut written: HashMap<InstanceId, Instance> = instances::update_many(&mut conn, together)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
             let step = written
                 .remove(&id)
                 .map_or(Step::Continue, |row| Step::Advanced(Box::new(row)));
-            steps.push((id, step));
-        }
-    }
-    Ok(steps)
+            (id, step)
+        })
+        .collect())
 }

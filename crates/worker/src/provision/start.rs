@@ -26,26 +26,51 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
     let customer_active = domain::db::customers::get(&ctx.pool, instance.customer_id)
         .await?
         .is_some_and(|c| c.status == domain::model::CustomerStatus::Active);
+    match begin(ctx, instance, &guid, customer_active).await? {
+        Action::Finish(step) => Ok(step),
+        Action::Wait => poll(ctx, instance, &guid, None).await,
+    }
+}
+
+/// The step's first part, before any Detail: a suspended or closed customer's agent goes to
+/// stop instead, and an agent the step before just observed Stopped is started without asking
+/// again (if that was stale, Start's refusal says so and the poll goes on as usual).
+pub(super) async fn begin(
+    ctx: &Services,
+    instance: &Instance,
+    guid: &str,
+    customer_active: bool,
+) -> anyhow::Result<Action> {
     if instance.state == InstanceState::Starting && !customer_active {
         transition(ctx, instance, Change::to(InstanceState::Stopping)).await?;
-        return Ok(Step::Continue);
+        return Ok(Action::Finish(Step::Continue));
     }
+    if instance.state == InstanceState::Starting && instance.wiro_status == Some(0) {
+        return call_start(ctx, instance, guid).await;
+    }
+    Ok(Action::Wait)
+}
+
+/// Polls Detail (starting from `first`, when the caller already asked) until the agent is
+/// where the step wants it, acting on what it shows, for at most
+/// `provisioning.wait_running_inline`.
+pub(super) async fn poll(
+    ctx: &Services,
+    instance: &Instance,
+    guid: &str,
+    mut first: Option<UserAgent>,
+) -> anyhow::Result<Step> {
     let want_running = instance.state == InstanceState::Starting;
     let deadline = Instant::now() + ctx.settings.provisioning.wait_running_inline;
-    let mut poll = FIRST_POLL;
+    let mut interval = FIRST_POLL;
     let mut current = instance.clone();
-    // The step before (Update, or a previous Detail) just observed Stopped: start without
-    // asking again. If that was stale, Start's refusal says so and we poll as usual.
-    if want_running
-        && current.wiro_status == Some(0)
-        && let Action::Finish(step) = call_start(ctx, &current, &guid).await?
-    {
-        return Ok(step);
-    }
     loop {
-        let agent = match ctx.wiro.detail(&guid).await {
-            Ok(agent) => agent,
-            Err(e) => return upstream_error(ctx, &current, step_name(want_running), &e).await,
+        let agent = match first.take() {
+            Some(agent) => agent,
+            None => match ctx.wiro.detail(guid).await {
+                Ok(agent) => agent,
+                Err(e) => return upstream_error(ctx, &current, step_name(want_running), &e).await,
+            },
         };
         let action = if want_running {
             towards_running(ctx, &current, &agent).await?
@@ -81,13 +106,16 @@ pub(super) async fn run(ctx: &Services, instance: &Instance) -> anyhow::Result<S
         if Instant::now() >= deadline {
             return Ok(Step::Stop(Next::RetryAfter(RESCHEDULE)));
         }
-        tokio::time::sleep(poll).await;
-        poll = (poll * 2).min(MAX_POLL);
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(MAX_POLL);
     }
 }
 
-enum Action {
+/// What a Start (or the step's first part) leaves to do.
+pub(super) enum Action {
+    /// Poll Detail.
     Wait,
+    /// The step ended.
     Finish(Step),
 }
 
