@@ -1,5 +1,6 @@
 //! Sweeps cost what changed, not what exists: a reconciliation that finds nothing new writes
-//! no row, and the top-up sweep reads credits (Detail) only for agents MyAgents cannot clear.
+//! no row, the top-up sweep reads credits (Detail) only for agents MyAgents cannot clear, and
+//! a listing older than a job's write is not judged against it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -128,4 +129,88 @@ async fn the_top_up_sweep_reads_credits_only_where_myagents_cannot_clear_the_age
             && Some(c.instance_guid.as_str()) == spare.wiro_guid.as_deref()),
         "{charges:?}"
     );
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_listing_older_than_a_jobs_write_never_restarts_the_agent_the_job_recorded(pool: PgPool) {
+    use domain::db::instances::Change;
+    use wiro_sim::{FaultMode, FaultSpec};
+    let h = harness(pool).await;
+    let (_stop, _worker) = spawn_worker(&h.ctx);
+    let agent = running_order(
+        &h,
+        "late-listing",
+        "email-assistant",
+        Plan::Pro,
+        PendingConfig::default(),
+    )
+    .await;
+    let guid = agent.wiro_guid.clone().unwrap();
+    // A start in progress: Wiro shows it Stopped, our row says starting.
+    let starting = instances::update(
+        &h.pool,
+        agent.id,
+        agent.version,
+        Change::to(InstanceState::Starting),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    h.sim.sim().force_status(&guid, 0).unwrap();
+    let jobs = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+        n
+    };
+    let jobs_before = jobs().await;
+    let listed_before = calls(&h, "UserAgent/MyAgents");
+    // MyAgents is answered 1 s after Wiro made the page (within the client's timeout): the
+    // start completes meanwhile.
+    h.sim
+        .sim()
+        .add_fault(FaultSpec {
+            endpoint: "UserAgent/MyAgents".into(),
+            mode: FaultMode::StallResponse,
+            status: None,
+            latency_ms: Some(1_000),
+            probability: None,
+            count: Some(1),
+            rate_per_s: None,
+        })
+        .unwrap();
+    let sweep = tokio::spawn({
+        let ctx = h.ctx.clone();
+        async move { reconcile::run(&ctx).await.unwrap() }
+    });
+    let asked = tokio::time::Instant::now() + SETTLE;
+    while calls(&h, "UserAgent/MyAgents") == listed_before {
+        assert!(tokio::time::Instant::now() < asked, "MyAgents never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.sim.sim().force_status(&guid, 4).unwrap();
+    let running = Change {
+        wiro_status: Some(Some(4)),
+        ..Change::to(InstanceState::Running)
+    };
+    let recorded = instances::update(&h.pool, agent.id, starting.version, running)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let report = sweep.await.unwrap();
+    assert_eq!(
+        calls(&h, "UserAgent/MyAgents"),
+        listed_before + 1,
+        "the sweep judged the page made before the write"
+    );
+    let now = instances::get(&h.pool, agent.id).await.unwrap().unwrap();
+    assert_eq!(now.state, InstanceState::Running, "not restarted");
+    assert_eq!(report.written_meanwhile, 1, "{report:?}");
+    assert_eq!(
+        now.version, recorded.version,
+        "the stale listing wrote nothing"
+    );
+    assert_eq!(jobs().await, jobs_before, "no provisioning job was queued");
 }

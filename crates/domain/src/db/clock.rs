@@ -17,6 +17,15 @@ pub async fn now(conn: impl PgExecutor<'_>) -> Result<DateTime<Utc>> {
         .await?)
 }
 
+/// The database's own clock, without the shift: what `updated_at` columns are written with, so
+/// "written since" compares with it.
+///
+/// # Errors
+/// Database errors.
+pub async fn database_now(conn: impl PgExecutor<'_>) -> Result<DateTime<Utc>> {
+    Ok(sqlx::query_scalar("SELECT now()").fetch_one(conn).await?)
+}
+
 /// Moves the business clock forward by `by` (tests, alongside the simulator's clock).
 ///
 /// # Errors

@@ -33,6 +33,9 @@ pub struct ReconcileReport {
     pub observed: usize,
     /// Mapped instances whose row changed (the rest were already up to date).
     pub written: usize,
+    /// Mapped instances whose row a job wrote after MyAgents was asked for (left to the next
+    /// sweep: the listing may be older than what the job saw).
+    pub written_meanwhile: usize,
     /// Unknown instances re-adopted by (or handed to) their order.
     pub adopting: usize,
     /// Duplicates contained, or instances of unknown orders reported.
@@ -53,6 +56,10 @@ pub struct ReconcileReport {
 /// # Errors
 /// When MyAgents cannot be read or the database fails.
 pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
+    // MyAgents is judged only against rows no one wrote since it was asked for: a job that
+    // wrote a row later saw Wiro later (a listing taken before a Start must not restart the
+    // agent the job has just recorded Running). Those rows wait for the next sweep.
+    let listed_from = domain::db::clock::database_now(&ctx.pool).await?;
     let upstream: Vec<UserAgent> = ctx
         .wiro
         .my_agents_pages(wiro_client::MY_AGENTS_MAX_PAGE)
@@ -77,10 +84,11 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
     report.adopting = found.adopting;
     report.quarantined = found.quarantined;
     report.observed = mapped.len();
-    let mapped: Vec<(Instance, UserAgent)> = mapped
+    let (mapped, newer): (Vec<(Instance, UserAgent)>, Vec<_>) = mapped
         .into_iter()
         .map(|agent| ((*by_guid[agent.guid.as_str()]).clone(), agent.clone()))
-        .collect();
+        .partition(|(instance, _)| instance.updated_at < listed_from);
+    report.written_meanwhile = newer.len();
     let written = std::sync::atomic::AtomicUsize::new(0);
     report.failures += for_each(ctx, mapped, |(instance, agent)| {
         let statuses = &statuses;
@@ -102,6 +110,8 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
                     Some(fresh) if fresh.wiro_guid.as_deref() != Some(agent.guid.as_str()) => {
                         return Ok(());
                     }
+                    // Written since the listing was asked for: judged by the next sweep.
+                    Some(fresh) if fresh.updated_at >= listed_from => return Ok(()),
                     Some(fresh) => current = fresh,
                     None => return Ok(()),
                 }
