@@ -31,10 +31,13 @@ pub const BULK_CHUNK_QUEUE: &str = "provision-bulk-chunk";
 /// order is running or rescheduled (`worker::provision::CHUNK_WAIT_RUNNING`).
 pub const BULK_CHUNK: usize = 8;
 
-/// The chunks a worker runs at once: its bulk lane's slots (`worker.provision_concurrency`)
-/// in whole chunks, at least one.
+/// The chunks a worker runs at once: its bulk lane's upstream calls
+/// (`worker.provision_concurrency`) in whole chunks, at least one, and one chunk more. The
+/// lane's calls stay within `provision_concurrency` (they share one limit,
+/// `wiro_client::Client::limited`): the extra chunk does its database work while the others'
+/// calls are out, instead of the calls waiting for it.
 pub fn chunk_slots(provision_concurrency: usize) -> usize {
-    (provision_concurrency / BULK_CHUNK).max(1)
+    (provision_concurrency / BULK_CHUNK).max(1) + 1
 }
 
 /// Every provisioning queue (a job of any of them drives the instances its payload names).

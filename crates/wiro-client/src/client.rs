@@ -1,6 +1,7 @@
 //! The client and its single request path: auth headers, envelope decoding, error
 //! classification, retries and one tracing span per call.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -25,6 +26,9 @@ pub struct Client {
     config: ClientConfig,
     /// No request is begun at or after this instant, and none outlives it (see [`Client::until`]).
     deadline: Option<tokio::time::Instant>,
+    /// Calls in flight at once, shared with every client derived from this one (see
+    /// [`Client::limited`]).
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Client {
@@ -44,6 +48,7 @@ impl Client {
             http,
             config,
             deadline: None,
+            in_flight: None,
         })
     }
 
@@ -60,6 +65,20 @@ impl Client {
     pub fn until(&self, deadline: tokio::time::Instant) -> Self {
         Self {
             deadline: Some(self.deadline.map_or(deadline, |d| d.min(deadline))),
+            ..self.clone()
+        }
+    }
+
+    /// A client (sharing connections with this one) whose calls, with those of every client
+    /// derived from it ([`Client::until`] included), are at most `calls` in flight at once. A
+    /// call waits for its turn before the deadline check, so one that waited past its caller's
+    /// deadline is not sent.
+    ///
+    /// This is how a lane bounds the upstream calls it makes while running more work than that
+    /// at once: its database work overlaps other work's calls.
+    pub fn limited(&self, calls: usize) -> Self {
+        Self {
+            in_flight: Some(Arc::new(tokio::sync::Semaphore::new(calls.max(1)))),
             ..self.clone()
         }
     }
@@ -119,6 +138,11 @@ impl Client {
                 latency_ms = field::Empty,
                 outcome = field::Empty,
             );
+            // The semaphore is never closed: acquiring it cannot fail.
+            let turn = match &self.in_flight {
+                Some(in_flight) => in_flight.acquire().instrument(span.clone()).await.ok(),
+                None => None,
+            };
             let permit = match &self.config.throttle {
                 Some(throttle) => Some(throttle.acquire().instrument(span.clone()).await),
                 None => None,
@@ -131,6 +155,7 @@ impl Client {
             if let Some(permit) = permit {
                 permit.finish(matches!(result, Err(Error::RateLimited { .. })));
             }
+            drop(turn);
             let latency = started.elapsed();
             let label = result.as_ref().map_or_else(Error::kind_label, |_| "ok");
             span.record("latency_ms", latency.as_millis() as u64);

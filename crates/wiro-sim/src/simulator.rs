@@ -1,6 +1,7 @@
 //! The in-process handle: configuration, the shared world, and the controls tests use directly
 //! (the admin HTTP API calls the same methods).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -112,6 +113,18 @@ pub(crate) struct Inner {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) clock: SimClock,
     pub(crate) webhook_retry_delay: Duration,
+    /// `/v1` calls being answered now, and the most ever at once.
+    pub(crate) calls_in_flight: AtomicUsize,
+    pub(crate) most_calls_in_flight: AtomicUsize,
+}
+
+/// One `/v1` call being answered (counted in flight until dropped).
+pub(crate) struct CallInFlight(Simulator);
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.inner.calls_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running simulator's state and controls. Cheap to clone.
@@ -151,6 +164,8 @@ impl Simulator {
                 faults: Mutex::new(Faults::default()),
                 clock: SimClock::default(),
                 webhook_retry_delay: config.webhook_retry_delay,
+                calls_in_flight: AtomicUsize::new(0),
+                most_calls_in_flight: AtomicUsize::new(0),
             }),
         }
     }
@@ -164,6 +179,21 @@ impl Simulator {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         world.settle(self.inner.clock.now());
         world
+    }
+
+    /// Counts a `/v1` call in flight until the returned guard is dropped.
+    pub(crate) fn call_begins(&self) -> CallInFlight {
+        let now = self.inner.calls_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner
+            .most_calls_in_flight
+            .fetch_max(now, Ordering::SeqCst);
+        CallInFlight(self.clone())
+    }
+
+    /// The most `/v1` calls this simulator has answered at once: a client's concurrency as the
+    /// upstream sees it.
+    pub fn most_calls_in_flight(&self) -> usize {
+        self.inner.most_calls_in_flight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {

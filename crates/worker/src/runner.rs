@@ -68,6 +68,12 @@ pub async fn run(
     let chunks = storage::<ProvisionChunk>(&ctx, BULK_CHUNK_QUEUE, chunk_slots);
     let sweeps = storage::<Sweep>(&ctx, SWEEP_QUEUE, ops);
     let customers = storage::<ApplyCustomerStatus>(&ctx, CUSTOMER_QUEUE, ops);
+    // The bulk lane (chunks and single orders of batches) makes at most provision_concurrency
+    // upstream calls at once, however many of its jobs run.
+    let bulk_ctx = Services {
+        wiro: ctx.wiro.limited(settings.provision_concurrency),
+        ..ctx.clone()
+    };
     let mut monitor = Monitor::new();
     {
         let (ctx, name) = (ctx.clone(), name.clone());
@@ -82,7 +88,7 @@ pub async fn run(
         });
     }
     {
-        let (ctx, name) = (ctx.clone(), name.clone());
+        let (ctx, name) = (bulk_ctx.clone(), name.clone());
         monitor = monitor.register(move |_| {
             WorkerBuilder::new(format!("{name}/{BULK_PROVISION_QUEUE}"))
                 .backend(bulk.clone())
@@ -94,7 +100,7 @@ pub async fn run(
         });
     }
     {
-        let (ctx, name) = (crate::provision::chunk_services(&ctx), name.clone());
+        let (ctx, name) = (crate::provision::chunk_services(&bulk_ctx), name.clone());
         monitor = monitor.register(move |_| {
             WorkerBuilder::new(format!("{name}/{BULK_CHUNK_QUEUE}"))
                 .backend(chunks.clone())

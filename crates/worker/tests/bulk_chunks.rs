@@ -1,7 +1,8 @@
 //! A new batch's orders run in chunks whose Deploys begin and are recorded set-based: each
 //! order is still deployed and charged exactly once, a chunk run twice at once changes nothing,
 //! an order that changed while its chunk's Deploy was in flight is recorded the single order's
-//! way, and an order slow to start goes on as its own job instead of holding its chunk.
+//! way, an order slow to start goes on as its own job instead of holding its chunk, and the
+//! chunks' calls stay within the lane's limit while one chunk more than it holds runs.
 
 use std::time::Duration;
 
@@ -402,4 +403,61 @@ async fn a_chunk_starts_its_orders_together_but_never_a_suspended_customers(pool
     // Running at once: one Detail after each Start, one for the agent that stops.
     assert_eq!(calls["UserAgent/Detail"], 4);
     assert_each_deployed_once(&h, &chunk.instance_ids).await;
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_batchs_calls_stay_within_provision_concurrency_while_one_chunk_more_runs(pool: PgPool) {
+    let h = harness(pool).await;
+    // Every call takes 30 ms: the chunks' calls overlap whenever the chunks do.
+    h.sim
+        .sim()
+        .add_fault(FaultSpec {
+            endpoint: "*".into(),
+            mode: FaultMode::Latency,
+            status: None,
+            latency_ms: Some(30),
+            probability: None,
+            count: None,
+            rate_per_s: None,
+        })
+        .unwrap();
+    let ctx = context_with(&h, "one-chunk-of-calls", |s| {
+        s.worker.provision_concurrency = BULK_CHUNK;
+    });
+    let chunks = submit(&h, 2 * BULK_CHUNK).await;
+    assert_eq!(chunks.len(), 2);
+    let (_stop, _worker) = spawn_worker(&ctx);
+    let ids: Vec<InstanceId> = chunks.iter().flat_map(|c| c.instance_ids.clone()).collect();
+    for id in &ids {
+        wait_for(&h.pool, *id, &[InstanceState::Running], SETTLE).await;
+    }
+    type At = chrono::DateTime<chrono::Utc>;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let ran = loop {
+        let ran: Vec<(At, At)> = sqlx::query_as(
+            "SELECT lock_at, done_at FROM apalis.jobs WHERE job_type = $1 AND done_at IS NOT NULL",
+        )
+        .bind(BULK_CHUNK_QUEUE)
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+        if ran.len() == 2 {
+            break ran;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chunk jobs not done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        ran[0].0 < ran[1].1 && ran[1].0 < ran[0].1,
+        "both chunks ran at once: {ran:?}"
+    );
+    let most = h.sim.sim().most_calls_in_flight();
+    assert!(
+        (2..=BULK_CHUNK).contains(&most),
+        "the upstream saw {most} calls at once: at most provision_concurrency"
+    );
+    assert_each_deployed_once(&h, &ids).await;
 }

@@ -21,6 +21,7 @@ pub(super) async fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> HttpResult {
+    let _in_flight = sim.call_begins();
     let plan = sim.faults().plan(endpoint);
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
