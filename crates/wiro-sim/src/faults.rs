@@ -53,6 +53,27 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    /// `mode` on `endpoint` (`*` for every endpoint), always firing, with no parameters yet.
+    pub fn new(endpoint: &str, mode: FaultMode) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            mode,
+            status: None,
+            latency_ms: None,
+            probability: None,
+            count: None,
+            rate_per_s: None,
+        }
+    }
+
+    /// Every call to `endpoint` (`*` for every endpoint) waits `ms` before it is answered.
+    pub fn latency(endpoint: &str, ms: u64) -> Self {
+        Self {
+            latency_ms: Some(ms),
+            ..Self::new(endpoint, FaultMode::Latency)
+        }
+    }
+
     /// `rate_limit` on every endpoint: HTTP 429 beyond `per_s` calls a second.
     pub fn rate_limit(per_s: u32) -> Self {
         Self {

@@ -13,21 +13,13 @@ use domain::model::{ChargeKind, InstanceState, OperationKind, OperationState, Pl
 use domain::orders::Actor;
 use sqlx::PgPool;
 use testkit::*;
-use wiro_sim::{Delays, FaultMode, FaultSpec, SimConfig};
+use wiro_sim::{Delays, FaultSpec, SimConfig};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// Every Deploy answers after `ms`.
 fn deploy_latency(ms: u64) -> FaultSpec {
-    FaultSpec {
-        endpoint: "UserAgent/Deploy".into(),
-        mode: FaultMode::Latency,
-        status: None,
-        latency_ms: Some(ms),
-        probability: None,
-        count: None,
-        rate_per_s: None,
-    }
+    FaultSpec::latency("UserAgent/Deploy", ms)
 }
 
 /// Submits a batch of `n` orders; returns its chunk jobs' payloads.
@@ -409,18 +401,7 @@ async fn a_chunk_starts_its_orders_together_but_never_a_suspended_customers(pool
 async fn a_batchs_calls_stay_within_provision_concurrency_while_one_chunk_more_runs(pool: PgPool) {
     let h = harness(pool).await;
     // Every call takes 30 ms: the chunks' calls overlap whenever the chunks do.
-    h.sim
-        .sim()
-        .add_fault(FaultSpec {
-            endpoint: "*".into(),
-            mode: FaultMode::Latency,
-            status: None,
-            latency_ms: Some(30),
-            probability: None,
-            count: None,
-            rate_per_s: None,
-        })
-        .unwrap();
+    h.sim.sim().add_fault(FaultSpec::latency("*", 30)).unwrap();
     let ctx = context_with(&h, "one-chunk-of-calls", |s| {
         s.worker.provision_concurrency = BULK_CHUNK;
     });

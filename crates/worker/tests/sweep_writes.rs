@@ -171,13 +171,9 @@ async fn a_listing_older_than_a_jobs_write_never_restarts_the_agent_the_job_reco
     h.sim
         .sim()
         .add_fault(FaultSpec {
-            endpoint: "UserAgent/MyAgents".into(),
-            mode: FaultMode::StallResponse,
-            status: None,
             latency_ms: Some(1_000),
-            probability: None,
             count: Some(1),
-            rate_per_s: None,
+            ..FaultSpec::new("UserAgent/MyAgents", FaultMode::StallResponse)
         })
         .unwrap();
     let sweep = tokio::spawn({
