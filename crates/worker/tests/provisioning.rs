@@ -17,15 +17,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 const RUNS_BY_ITSELF: &str = "email-assistant";
 
 fn fault(endpoint: &str, mode: FaultMode) -> FaultSpec {
-    FaultSpec {
-        endpoint: endpoint.into(),
-        mode,
-        status: None,
-        latency_ms: None,
-        probability: None,
-        count: None,
-        rate_per_s: None,
-    }
+    FaultSpec::new(endpoint, mode)
 }
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
