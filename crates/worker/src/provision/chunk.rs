@@ -16,7 +16,6 @@ use domain::model::InstanceState;
 use operations::Services;
 use operations::deploy::chunk::deploy_chunk;
 use operations::observe::{FencedWrite, fenced_write};
-
 use wiro_client::models::AgentStatus;
 
 use super::configure::{self, Configured};
@@ -173,11 +172,9 @@ async fn start_together(
         }
     }
     let alone = futures::future::join_all(alone.into_iter().map(|(row, detail)| async move {
+        let guid = row.wiro_guid.as_deref().unwrap_or_default();
         let step = match detail {
-            Ok(agent) => {
-                let guid = agent.guid.clone();
-                start::poll(ctx, row, &guid, Some(agent)).await
-            }
+            Ok(agent) => start::poll(ctx, row, guid, Some(agent)).await,
             Err(e) => upstream_error(ctx, row, "start", &e).await,
         };
         step.map(|step| (row.id, step))
