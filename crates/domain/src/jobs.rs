@@ -124,6 +124,15 @@ pub async fn enqueue_sweep(pool: &sqlx::PgPool, kind: SweepKind, tick: i64) -> R
 /// Applying a customer's status (suspend, reactivate, close) to its agents.
 pub const CUSTOMER_QUEUE: &str = "customer";
 
+/// Every queue a worker process serves (one apalis worker each).
+pub const QUEUES: [&str; 5] = [
+    PROVISION_QUEUE,
+    BULK_PROVISION_QUEUE,
+    BULK_CHUNK_QUEUE,
+    SWEEP_QUEUE,
+    CUSTOMER_QUEUE,
+];
+
 /// Bring a customer's agents in line with its status: suspended or closed → cancel renewal at
 /// period end and stop; active → undo the cancel and restore each agent's desired state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

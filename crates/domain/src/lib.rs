@@ -63,8 +63,19 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("applying wiro-reseller migrations")?;
-    apalis_postgres::PostgresStorage::setup(pool)
+    setup_job_queue(pool)
         .await
         .context("applying apalis job-queue migrations")?;
+    Ok(())
+}
+
+/// Applies apalis's migrations and adds the notification its insert trigger leaves out
+/// ([`db::queue::install_notify_of_late_due_jobs`]).
+///
+/// # Errors
+/// When either fails.
+pub async fn setup_job_queue(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    apalis_postgres::PostgresStorage::setup(pool).await?;
+    db::queue::install_notify_of_late_due_jobs(pool).await?;
     Ok(())
 }

@@ -142,9 +142,7 @@ async fn quiescent(pool: &PgPool, sim: &SimServer) -> bool {
 
 async fn campaign(pool: PgPool, orders_wanted: usize, kill_every: Duration) -> Report {
     let started = Instant::now();
-    apalis_postgres::PostgresStorage::setup(&pool)
-        .await
-        .unwrap();
+    domain::setup_job_queue(&pool).await.unwrap();
     let mut config = SimConfig::with_account(KEY, 10_000_000.0);
     config.delays = Delays::uniform(40);
     let sim = SimServer::start(config, "127.0.0.1:0".parse().unwrap())

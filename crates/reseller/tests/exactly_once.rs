@@ -24,9 +24,7 @@ struct Setup {
 }
 
 async fn setup(pool: PgPool) -> Setup {
-    apalis_postgres::PostgresStorage::setup(&pool)
-        .await
-        .unwrap();
+    domain::setup_job_queue(&pool).await.unwrap();
     let mut config = SimConfig::with_account(KEY, 1000.0);
     config.delays = Delays::uniform(20);
     let sim = SimServer::start(config, "127.0.0.1:0".parse().unwrap())

@@ -10,9 +10,7 @@ use testkit::process::*;
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: PgPool) {
-    apalis_postgres::PostgresStorage::setup(&pool)
-        .await
-        .unwrap();
+    domain::setup_job_queue(&pool).await.unwrap();
     let sim_port = free_port();
     let mut sim = Guard(spawn(
         env!("CARGO_BIN_EXE_reseller"),

@@ -118,7 +118,7 @@ async fn spawn(
     tweak: impl FnOnce(&mut Settings, &str),
     with_worker: bool,
 ) -> TestApp {
-    apalis_postgres::PostgresStorage::setup(&test_pool)
+    domain::setup_job_queue(&test_pool)
         .await
         .expect("apalis schema");
     sim_config.delays = Delays::uniform(20);

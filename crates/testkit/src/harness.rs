@@ -42,9 +42,7 @@ pub async fn harness_with_delays(
     mut sim_config: SimConfig,
     delays: Delays,
 ) -> Harness {
-    apalis_postgres::PostgresStorage::setup(&pool)
-        .await
-        .unwrap();
+    domain::setup_job_queue(&pool).await.unwrap();
     sim_config.delays = delays;
     let sim = SimServer::start(sim_config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -187,6 +185,32 @@ pub fn spawn_worker(
         let _ = stopped.await;
     }));
     (stop, handle)
+}
+
+/// Waits until a worker started with [`spawn_worker`] is as ready as a long-running one:
+/// every queue's worker has registered with apalis and each has run its `LISTEN` (a queue's
+/// storage listens on a connection of its own).
+pub async fn wait_worker_listening(pool: &PgPool, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ready: bool = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM apalis.workers) = $1
+                AND (SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND query LIKE 'LISTEN %') >= $1",
+        )
+        .bind(domain::jobs::QUEUES.len() as i64)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if ready {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's queues did not all register and listen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits until the instance reaches one of `states` (polling the database).

@@ -77,3 +77,45 @@ pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate:
     .fetch_all(conn)
     .await?)
 }
+
+/// Adds to apalis's queue the notification its own insert trigger leaves out.
+///
+/// apalis notifies workers of a new job (`apalis::job::insert`) only when its `run_at` is at
+/// or before `now()` — the inserting transaction's start — while `run_at` comes from the
+/// enqueuing process's clock, in whole seconds. A job enqueued due now by a transaction that
+/// began in an earlier second (a batch of a thousand orders takes ~150 ms; any transaction may
+/// straddle a second) got no notification and waited for the next poll
+/// (`worker.poll_interval`, 1 s by default). This trigger sends apalis's own payload for
+/// exactly those: due by the time of the insert, after the transaction began. Idempotent; one
+/// process at a time (an advisory lock), as several may start together.
+///
+/// # Errors
+/// When the statements fail (apalis's schema must exist).
+pub async fn install_notify_of_late_due_jobs(pool: &sqlx::PgPool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wiro-reseller: queue notify trigger'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE OR REPLACE FUNCTION notify_apalis_jobs_due_since_transaction_start()
+         RETURNS TRIGGER AS $$
+         BEGIN
+             IF NEW.run_at > now() AND NEW.run_at <= clock_timestamp() THEN
+                 PERFORM pg_notify(
+                     'apalis::job::insert',
+                     json_build_object('job_type', NEW.job_type, 'id', NEW.id, 'run_at', NEW.run_at)::text
+                 );
+             END IF;
+             RETURN NEW;
+         END;
+         $$ LANGUAGE plpgsql;
+         DROP TRIGGER IF EXISTS notify_workers_due_since_transaction_start ON apalis.jobs;
+         CREATE TRIGGER notify_workers_due_since_transaction_start
+         AFTER INSERT ON apalis.jobs
+         FOR EACH ROW EXECUTE FUNCTION notify_apalis_jobs_due_since_transaction_start();",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
