@@ -6,9 +6,12 @@
 //! With `rate_limit` > 0 the simulator answers 429 to every call beyond that many a second
 //! (fault `rate_limit`), and the run reports how many it refused and the rate achieved.
 //!
-//! Creates a scratch database, submits one batch of the Email Assistant (no OAuth connection to
-//! wait for), runs the real apalis worker until every order is Running, and prints wall time against the ideal bound
-//! (calls per order × latency × orders ÷ concurrency) and the upstream calls per order.
+//! Creates a scratch database, starts the real apalis worker and waits until it is idle and
+//! listening (as under `reseller up`), submits one batch of the Email Assistant (no OAuth
+//! connection to wait for), and prints the wall time from submit to every order Running against
+//! the ideal bound (calls per order × latency × orders ÷ concurrency) and the upstream calls
+//! per order. `BENCH_TIMELINE=1` adds when the first Deploy intent was written and how long an
+//! order took from its intent to Running; `BENCH_TABLE_STATS=1` the database work per order.
 
 mod common;
 
@@ -63,6 +66,11 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
 
+    // As under `reseller up`: the worker is running and idle when the batch comes, so its
+    // start (pools, registration, listeners) is not in the figure.
+    let (stop, worker) = common::spawn_worker(ctx);
+    common::wait_ready(&pool).await?;
+
     let busy_before = machine_busy_seconds();
     let own_before = own_busy_seconds();
     let submitted = Instant::now();
@@ -78,7 +86,6 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let submit_time = submitted.elapsed();
-    let (stop, worker) = common::spawn_worker(ctx);
     loop {
         let running: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = $1")
             .bind(InstanceState::Running.as_str())
@@ -150,6 +157,31 @@ async fn main() -> anyhow::Result<()> {
         sim.sim().instances().len() as i64 - orders as i64
     );
 
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        // Where the wall time goes, from our own records (apalis's `lock_at` is written when a
+        // started job's event is flushed, not when it starts): each order from its Deploy
+        // intent to Running, in ms after submit began.
+        let submit_at = chrono::Utc::now() - chrono::Duration::from_std(submitted.elapsed())?;
+        let (first_intent, last_running, p50, p90): (f64, f64, f64, f64) = sqlx::query_as(
+            "WITH o AS (
+                 SELECT EXTRACT(EPOCH FROM (op.started_at - $1))::float8 * 1000 AS intent,
+                        EXTRACT(EPOCH FROM (i.updated_at - $1))::float8 * 1000 AS running
+                 FROM operations op JOIN instances i ON i.id = op.instance_id
+                 WHERE op.kind = 'deploy')
+             SELECT min(intent), max(running),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY running - intent),
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY running - intent)
+             FROM o",
+        )
+        .bind(submit_at)
+        .fetch_one(&pool)
+        .await?;
+        println!(
+            "timeline               first Deploy intent at {first_intent:.0} ms, last order \
+             Running at {last_running:.0} ms; an order from intent to Running p50 {p50:.0} ms, \
+             p90 {p90:.0} ms"
+        );
+    }
     if std::env::var_os("BENCH_TABLE_STATS").is_some() {
         // Where the database work goes, per order: other backends flush their counters when
         // idle, at most once a second.

@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = common::services(&pool, &sim, |_| {})?;
     let sealer = ctx.sealer.clone();
     let (stop, worker) = common::spawn_worker(ctx);
-    common::settle().await;
+    common::wait_ready(&pool).await?;
 
     let gap = Duration::from_millis(50);
     let limits = domain::Settings::defaults()?.limits;
