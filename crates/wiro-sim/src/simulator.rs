@@ -181,6 +181,22 @@ impl Simulator {
         world
     }
 
+    /// Counts one call to `endpoint`. The world is not settled for it: a count changes no
+    /// agent, and settling walks every instance (the call's own `world()` settles).
+    pub(crate) fn count_call(&self, endpoint: &str) {
+        let mut world = self
+            .inner
+            .world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match world.calls.get_mut(endpoint) {
+            Some(count) => *count += 1,
+            None => {
+                world.calls.insert(endpoint.to_owned(), 1);
+            }
+        }
+    }
+
     /// Counts a `/v1` call in flight until the returned guard is dropped.
     pub(crate) fn call_begins(&self) -> CallInFlight {
         let now = self.inner.calls_in_flight.fetch_add(1, Ordering::SeqCst) + 1;

@@ -26,7 +26,7 @@ pub(super) async fn handle(
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
-    *sim.world().calls.entry(endpoint.to_owned()).or_default() += 1;
+    sim.count_call(endpoint);
     if let Some(delay) = plan.late_apply_ms {
         // The caller hears nothing; the work happens later, as if Wiro had queued it.
         let (sim, endpoint, headers, body) = (
