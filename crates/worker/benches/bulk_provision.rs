@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     // As under `reseller up`: the worker is running and idle when the batch comes, so its
     // start (pools, registration, listeners) is not in the figure.
     let (stop, worker) = common::spawn_worker(ctx);
-    common::wait_ready(&pool).await?;
+    testkit::wait_worker_listening(&pool, Duration::from_secs(30)).await;
 
     let busy_before = machine_busy_seconds();
     let own_before = own_busy_seconds();

@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = common::services(&pool, &sim, |_| {})?;
     let sealer = ctx.sealer.clone();
     let (stop, worker) = common::spawn_worker(ctx);
-    common::wait_ready(&pool).await?;
+    testkit::wait_worker_listening(&pool, Duration::from_secs(30)).await;
 
     let gap = Duration::from_millis(50);
     let limits = domain::Settings::defaults()?.limits;

@@ -114,29 +114,3 @@ pub fn spawn_worker(
     }));
     (stop, worker)
 }
-
-/// Waits until a worker started with [`spawn_worker`] is as ready as a long-running one:
-/// every queue's worker has registered with apalis and each has run its `LISTEN` (a queue's
-/// storage listens on a connection of its own; a job committed before that waits for the
-/// poll interval).
-pub async fn wait_ready(pool: &PgPool) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready: bool = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM apalis.workers) = $1
-                AND (SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND query LIKE 'LISTEN %') >= $1",
-        )
-        .bind(domain::jobs::QUEUES.len() as i64)
-        .fetch_one(pool)
-        .await?;
-        if ready {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the worker's queues did not all register and listen within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
