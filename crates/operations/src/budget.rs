@@ -4,7 +4,7 @@
 //! takes its share by max-min fairness over every live member's demand: a process that needs
 //! less than an equal part gets what it needs (with headroom to grow), the busy ones split the
 //! rest evenly. A share never takes more than the other members hold unused (reports are
-//! serialized by row locks), so the shares never add up to more than the budget: a busy
+//! taken one at a time, under a lock), so the shares never add up to more than the budget: a busy
 //! newcomer gets its part as the others give theirs back at their next reports. A process
 //! that stops reporting stops counting after three periods (1.5 s); its own share lapses
 //! after two, so no two processes count the same part of the budget.

@@ -1,6 +1,9 @@
 //! Two processes sharing one upstream budget through Postgres stay within it together, and
-//! both busy ones get a fair share within a few report periods. A test binary of its own: its
-//! window of seconds must not share two cores with a bulk batch of another test.
+//! both busy ones get a fair share within a few report periods; their reports never deadlock.
+//! A test binary of its own: its window of seconds must not share two cores with a bulk batch
+//! of another test. (Its two failures in CI, shares [10.0, 0.1] and [20.0, 1.0], fit
+//! overlapping reports deadlocking — one aborted after a second, its lease lapsing — which the
+//! second test here reproduced, rather than load alone.)
 
 use std::time::Duration;
 
@@ -109,4 +112,50 @@ async fn two_processes_share_one_budget_through_postgres(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, 0, "a stopped process leaves the budget");
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn reports_that_overlap_are_taken_one_after_the_other_never_deadlocked(pool: PgPool) {
+    // Two members' reports started together, many times over: each one upserts its own row and
+    // then locks every live row, so unordered they deadlock (Postgres aborts one after
+    // `deadlock_timeout`, and that process's share lapses).
+    const ROUNDS: usize = 20;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let mut reporters = Vec::new();
+    for member in ["overlap-a", "overlap-b"] {
+        let (pool, barrier) = (pool.clone(), barrier.clone());
+        reporters.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..ROUNDS {
+                barrier.wait().await;
+                let decide = |members: &[domain::db::budget::Member]| {
+                    operations::budget::share(20.0, member, members)
+                };
+                if let Err(e) = domain::db::budget::report(
+                    &pool,
+                    member,
+                    operations::budget::SATURATED,
+                    Duration::from_secs(60),
+                    decide,
+                )
+                .await
+                {
+                    failures.push(e.to_string());
+                }
+            }
+            failures
+        }));
+    }
+    for reporter in reporters {
+        let failures = reporter.await.unwrap();
+        assert!(failures.is_empty(), "reports failed: {failures:?}");
+    }
+    let shares: Vec<f64> = sqlx::query_scalar("SELECT share FROM upstream_budget_members")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        shares.iter().sum::<f64>() <= 20.0 + 1e-9,
+        "the recorded shares stay within the budget: {shares:?}"
+    );
 }

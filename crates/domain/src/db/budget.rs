@@ -18,8 +18,8 @@ pub struct Member {
     pub share: f64,
 }
 
-/// Records `member`'s `demand`, then — with every live member's row locked, so no two reports
-/// decide at once — lets `decide` pick its share from the live members (itself included) and
+/// Records `member`'s `demand`, then — under a lock that lets one report decide at a time —
+/// lets `decide` pick its share from the live members (itself included) and
 /// records it. Members silent for longer than `live` do not count; after a minute they are
 /// deleted. Returns the share.
 ///
@@ -33,6 +33,14 @@ pub async fn report(
     decide: impl FnOnce(&[Member]) -> f64,
 ) -> Result<f64> {
     let mut tx = pool.begin().await?;
+    // One report at a time, deployment-wide, taken before any row: each report writes its own
+    // row and then locks every live one, so two overlapping reports locking rows in different
+    // orders deadlocked (Postgres aborts one after `deadlock_timeout`, and that process's
+    // share lapses); and a newcomer's first row would be invisible to a report deciding at
+    // the same moment.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wiro-reseller: upstream budget report'))")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO upstream_budget_members (member, demand) VALUES ($1, $2)
          ON CONFLICT (member) DO UPDATE SET demand = EXCLUDED.demand, seen_at = now()",
