@@ -124,3 +124,21 @@ async fn each_job_due_now_is_notified_once_and_one_due_later_not_at_all(pool: Pg
         ]
     );
 }
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn setting_the_queue_up_again_leaves_the_installed_trigger_alone(pool: PgPool) {
+    // Every `reseller up` start sets the queue up; re-creating the trigger would lock
+    // apalis.jobs against every job's insert and update while it waits and runs.
+    let h = harness(pool).await;
+    let trigger = || async {
+        sqlx::query_scalar::<_, sqlx::postgres::types::Oid>(
+            "SELECT oid FROM pg_trigger WHERE tgname = 'notify_workers_due_since_transaction_start'",
+        )
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+    };
+    let before = trigger().await;
+    domain::setup_job_queue(&h.pool).await.unwrap();
+    assert_eq!(trigger().await, before, "the trigger was created anew");
+}

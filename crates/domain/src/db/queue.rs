@@ -78,6 +78,19 @@ pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate:
     .await?)
 }
 
+/// The body of [`install_notify_of_late_due_jobs`]'s trigger function.
+const NOTIFY_LATE_DUE_BODY: &str = "
+BEGIN
+    IF NEW.run_at > now() AND NEW.run_at <= clock_timestamp() THEN
+        PERFORM pg_notify(
+            'apalis::job::insert',
+            json_build_object('job_type', NEW.job_type, 'id', NEW.id, 'run_at', NEW.run_at)::text
+        );
+    END IF;
+    RETURN NEW;
+END;
+";
+
 /// Adds to apalis's queue the notification its own insert trigger leaves out.
 ///
 /// apalis notifies workers of a new job (`apalis::job::insert`) only when its `run_at` is at
@@ -86,7 +99,11 @@ pub async fn live_provision_jobs(conn: impl PgExecutor<'_>) -> Result<Vec<crate:
 /// began in an earlier second (a batch of a thousand orders takes ~150 ms; any transaction may
 /// straddle a second) got no notification and waited for the next poll
 /// (`worker.poll_interval`, 1 s by default). This trigger sends apalis's own payload for
-/// exactly those: due by the time of the insert, after the transaction began. Idempotent; one
+/// exactly those: due by the time of the insert, after the transaction began.
+///
+/// Runs at every migrate (each `reseller up` start): when the function and trigger are already
+/// there as written here it changes nothing, since re-creating a trigger locks `apalis.jobs`
+/// against every job's insert and update (and waits behind any open transaction on it). One
 /// process at a time (an advisory lock), as several may start together.
 ///
 /// # Errors
@@ -96,26 +113,29 @@ pub async fn install_notify_of_late_due_jobs(pool: &sqlx::PgPool) -> Result<()> 
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wiro-reseller: queue notify trigger'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(
-        "CREATE OR REPLACE FUNCTION notify_apalis_jobs_due_since_transaction_start()
-         RETURNS TRIGGER AS $$
-         BEGIN
-             IF NEW.run_at > now() AND NEW.run_at <= clock_timestamp() THEN
-                 PERFORM pg_notify(
-                     'apalis::job::insert',
-                     json_build_object('job_type', NEW.job_type, 'id', NEW.id, 'run_at', NEW.run_at)::text
-                 );
-             END IF;
-             RETURN NEW;
-         END;
-         $$ LANGUAGE plpgsql;
-         DROP TRIGGER IF EXISTS notify_workers_due_since_transaction_start ON apalis.jobs;
-         CREATE TRIGGER notify_workers_due_since_transaction_start
-         AFTER INSERT ON apalis.jobs
-         FOR EACH ROW EXECUTE FUNCTION notify_apalis_jobs_due_since_transaction_start();",
+    let installed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_proc
+                        WHERE proname = 'notify_apalis_jobs_due_since_transaction_start'
+                          AND prosrc = $1)
+            AND EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgname = 'notify_workers_due_since_transaction_start'
+                          AND tgrelid = 'apalis.jobs'::regclass)",
     )
-    .execute(&mut *tx)
+    .bind(NOTIFY_LATE_DUE_BODY)
+    .fetch_one(&mut *tx)
     .await?;
+    if !installed {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE OR REPLACE FUNCTION notify_apalis_jobs_due_since_transaction_start()
+             RETURNS TRIGGER AS $body${NOTIFY_LATE_DUE_BODY}$body$ LANGUAGE plpgsql;
+             DROP TRIGGER IF EXISTS notify_workers_due_since_transaction_start ON apalis.jobs;
+             CREATE TRIGGER notify_workers_due_since_transaction_start
+             AFTER INSERT ON apalis.jobs
+             FOR EACH ROW EXECUTE FUNCTION notify_apalis_jobs_due_since_transaction_start();"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
