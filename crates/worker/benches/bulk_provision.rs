@@ -10,7 +10,9 @@
 //! listening (as under `reseller up`), submits one batch of the Email Assistant (no OAuth
 //! connection to wait for), and prints the wall time from submit to every order Running against
 //! the ideal bound (calls per order × latency × orders ÷ concurrency) and the upstream calls
-//! per order. `BENCH_TIMELINE=1` adds when the first Deploy intent was written and how long an
+//! per order; then, beside it, the same calls alone (see `calls_alone`): each order's Deploy,
+//! Update, Start and Detail through the same client and limit against a fresh simulator, no
+//! database — what this machine's client and simulator allow. `BENCH_TIMELINE=1` adds when the first Deploy intent was written and how long an
 //! order took from its intent to Running; `BENCH_TABLE_STATS=1` the database work per order.
 
 mod common;
@@ -108,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(());
     let _ = worker.await;
 
+    let alone = calls_alone(&template.guid, orders, latency_ms, concurrency).await?;
     let calls = sim.sim().call_counts();
     let total_calls: u64 = calls.values().sum();
     let per_order = total_calls as f64 / orders as f64;
@@ -123,6 +126,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ideal bound            {:.2} s  (calls/order × latency × orders ÷ concurrency)",
         ideal.as_secs_f64()
+    );
+    println!(
+        "same calls alone       {:.2} s  (no database: this client and simulator at this limit; ours is {:.2}× it)",
+        alone.as_secs_f64(),
+        wall.as_secs_f64() / alone.as_secs_f64()
     );
     println!(
         "machine CPU per order  {:.2} ms (every core's busy time from submit to all Running: \
@@ -181,6 +189,14 @@ async fn main() -> anyhow::Result<()> {
              Running at {last_running:.0} ms; an order from intent to Running p50 {p50:.0} ms, \
              p90 {p90:.0} ms"
         );
+        // The calls themselves, as the client timed them (from its turn under the limit to the
+        // answer decoded): their mean, and how many were out on average over the wall.
+        let (held, count) = upstream_time();
+        println!(
+            "upstream calls held    {:.1} ms each on average; {:.1} in flight on average over the wall (limit {concurrency})",
+            held * 1000.0 / count.max(1) as f64,
+            held / wall.as_secs_f64()
+        );
     }
     if std::env::var_os("BENCH_TABLE_STATS").is_some() {
         // Where the database work goes, per order: other backends flush their counters when
@@ -217,6 +233,77 @@ async fn main() -> anyhow::Result<()> {
         println!("transactions per order (whole run) {:.1}", per(xacts));
     }
     scratch.drop_now().await
+}
+
+/// The bound the machine sets, measured: `orders` times Deploy → Update → Start → Detail (the
+/// calls an order of the batch makes) through a client built as the worker's and limited to
+/// `concurrency` calls in flight, against a fresh simulator with the same added latency, with
+/// twice `concurrency` orders under way so the limit is never idle for want of an order. No
+/// database, no queue, no records: the wall time of the calls alone.
+async fn calls_alone(
+    template: &str,
+    orders: usize,
+    latency_ms: u64,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    use futures::StreamExt as _;
+    use wiro_client::models::{DeployRequest, UpdateConfiguration, UpdateRequest};
+
+    let sim = common::simulator(1_000_000.0, latency_ms).await?;
+    let mut settings = domain::Settings::defaults()?;
+    settings.wiro.base_url = sim.base_url();
+    settings.wiro.api_key = secrecy::SecretString::from(common::KEY.to_owned());
+    let client = wiro_client::Client::new(settings.wiro_client_config()?)?.limited(concurrency);
+    let started = Instant::now();
+    let runs = futures::stream::iter(0..orders)
+        .map(|i| {
+            let client = &client;
+            async move {
+                let agent = client
+                    .deploy(&DeployRequest {
+                        agentguid: template.to_owned(),
+                        title: format!("Alone {i}"),
+                        description: None,
+                        useprepaid: true,
+                        plan: "starter".to_owned(),
+                        pinned: Some(false),
+                    })
+                    .await?;
+                client
+                    .update(&UpdateRequest {
+                        guid: agent.guid.clone(),
+                        title: Some(format!("Alone {i}")),
+                        configuration: Some(UpdateConfiguration::default()),
+                        ..UpdateRequest::default()
+                    })
+                    .await?;
+                client.start(&agent.guid).await?;
+                client.detail(&agent.guid).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(2 * concurrency);
+    let results: Vec<anyhow::Result<()>> = runs.collect().await;
+    let elapsed = started.elapsed();
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(elapsed)
+}
+
+/// Every upstream call attempt's time summed, and their count (the client's observer).
+fn upstream_time() -> (f64, u64) {
+    let mut held = 0.0;
+    let mut count = 0;
+    for family in domain::metrics::METRICS.registry.gather() {
+        if !family.name().ends_with("upstream_call_duration_seconds") {
+            continue;
+        }
+        for metric in family.get_metric() {
+            let histogram = metric.get_histogram();
+            held += histogram.get_sample_sum();
+            count += histogram.get_sample_count();
+        }
+    }
+    (held, count)
 }
 
 /// Seconds every core spent busy since boot (`/proc/stat`: user, nice, system, irq, softirq);

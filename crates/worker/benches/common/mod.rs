@@ -92,9 +92,12 @@ pub fn services(
     settings.wiro.api_key = SecretString::from(KEY.to_owned());
     settings.schedules.enabled = false;
     tweak(&mut settings);
+    // As `reseller` builds it: every call attempt recorded in the metrics.
+    let mut client = settings.wiro_client_config()?;
+    client.observer = Some(Arc::new(domain::metrics::UpstreamObserver));
     Ok(operations::Services {
         pool: pool.clone(),
-        wiro: wiro_client::Client::new(settings.wiro_client_config()?)?,
+        wiro: wiro_client::Client::new(client)?,
         sealer: Sealer::from_base64(&Sealer::generate_key())?,
         settings: Arc::new(settings),
         worker_name: Arc::from("bench-worker"),
