@@ -498,9 +498,9 @@ async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_statements_a
     )
     .await;
     let token = app.customer_token("busy");
-    let mut held = app.pool.acquire().await.unwrap();
+    let mut lock = app.pool.begin().await.unwrap();
     let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&mut *held)
+        .fetch_one(&mut *lock)
         .await
         .unwrap();
     assert_eq!(
@@ -508,7 +508,19 @@ async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_statements_a
         "every pooled connection has the statement timeout"
     );
 
-    // The only connection is taken: the request gives up after the acquire timeout.
+    // The API's worker thread has one connection of its own: a request whose read waits for a
+    // lock holds it, and the next request gives up after the acquire timeout.
+    sqlx::query("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let options = app.pool.connect_options();
+    let first = app.get("/v1/agents", &token);
+    tokio::pin!(first);
+    tokio::select! {
+        answer = &mut first => panic!("a read went through a locked table: {answer:?}"),
+        () = a_statement_waits_for_a_lock(&options) => {}
+    }
     let busy = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         app.get("/v1/agents", &token),
@@ -518,7 +530,36 @@ async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_statements_a
     problem(&busy, StatusCode::SERVICE_UNAVAILABLE, "database_busy");
     assert_eq!(busy.headers["retry-after"], "1");
 
-    drop(held);
+    lock.commit().await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), first)
+        .await
+        .expect("the waiting read goes on once the lock is gone");
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
     let served = app.get("/v1/agents", &token).await;
     assert_eq!(served.status, StatusCode::OK, "{:?}", served.body);
+}
+
+/// Resolves once a backend of this database waits for a lock (within 10 s, or panics); watches
+/// on a connection of its own (the test's pool has one, taken by the lock).
+async fn a_statement_waits_for_a_lock(options: &sqlx::postgres::PgConnectOptions) {
+    use sqlx::Connection as _;
+    let mut watcher = sqlx::PgConnection::connect_with(options).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no statement came to wait for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

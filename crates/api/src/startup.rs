@@ -116,13 +116,25 @@ impl Application {
     ///
     /// # Errors
     /// When the server cannot start on the listener.
+    ///
+    /// `database.api_max_connections` is split between the worker threads (at least one each):
+    /// each has a pool of its own ([`AppState::for_worker_thread`]); `state`'s pool is the
+    /// template they are made from.
     pub fn build(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         let settings = state.settings.clone();
-        let data = web::Data::new(state);
+        // actix's own default for 0.
+        let threads = match workers {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            n => n,
+        };
+        let per_thread =
+            settings.database.api_max_connections / u32::try_from(threads).unwrap_or(u32::MAX);
         let spec = Arc::new(openapi());
         let body_limit = settings.api.body_limit_bytes;
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
+            // Runs once on each worker thread: its pool opens its connections there.
+            let data = web::Data::new(state.for_worker_thread(per_thread));
             let spec = (*spec).clone();
             register(
                 App::new()
@@ -151,10 +163,8 @@ impl Application {
         })
         .listen(listener)?
         .disable_signals()
-        .shutdown_timeout(settings.api.shutdown_timeout.as_secs());
-        if workers > 0 {
-            server = server.workers(workers);
-        }
+        .shutdown_timeout(settings.api.shutdown_timeout.as_secs())
+        .workers(threads);
         Ok(Self {
             port,
             server: server.run(),

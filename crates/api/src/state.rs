@@ -28,6 +28,27 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// This state for one HTTP worker thread: the same caches, limits and settings, with a pool
+    /// of its own of at most `connections`, opened lazily, so on first use by this thread.
+    ///
+    /// Each actix worker is a single-threaded runtime, and a tokio socket is polled by the
+    /// runtime that opened it: a connection of a shared pool opened by the other worker
+    /// thread is read only when that thread next turns to its I/O, busy as it may be. Measured
+    /// with `scripts/bench-read`: 1.2–1.4× the requests a second of one shared pool, at a lower
+    /// CPU cost per read (`BENCHMARKS.md`, stop 26).
+    pub fn for_worker_thread(&self, connections: u32) -> AppState {
+        let pool = self
+            .pool
+            .options()
+            .clone()
+            .max_connections(connections.max(1))
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut state = self.clone();
+        state.services.pool = pool.clone();
+        state.pool = pool;
+        state
+    }
+
     /// The Wiro client.
     pub fn wiro(&self) -> &wiro_client::Client {
         &self.services.wiro

@@ -163,7 +163,8 @@ pub struct DatabaseSettings {
     /// Postgres URL (may hold a password).
     #[serde(serialize_with = "redact")]
     pub url: SecretString,
-    /// API pool size.
+    /// API connections, split between its worker threads (at least one each; each thread has
+    /// a pool of its own).
     pub api_max_connections: u32,
     /// Worker pool size.
     pub worker_max_connections: u32,
