@@ -34,7 +34,7 @@ impl AppState {
     /// Each actix worker is a single-threaded runtime, and a tokio socket is polled by the
     /// runtime that opened it: a connection of a shared pool opened by the other worker
     /// thread is read only when that thread next turns to its I/O, busy as it may be. Measured
-    /// with `scripts/bench-read`: 1.2–1.4× the requests a second of one shared pool, at a lower
+    /// with `scripts/bench-read`: 1.27–1.37× the requests a second of one shared pool, at a lower
     /// CPU cost per read (`BENCHMARKS.md`, stop 26).
     pub fn for_worker_thread(&self, connections: u32) -> AppState {
         let pool = self
