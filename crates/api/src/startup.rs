@@ -114,12 +114,12 @@ pub struct Application {
 impl Application {
     /// Builds the server on `listener` (bind to port 0 in tests). `workers` 0 = one per CPU.
     ///
-    /// # Errors
-    /// When the server cannot start on the listener.
-    ///
     /// `database.api_max_connections` is split between the worker threads (at least one each):
     /// each has a pool of its own ([`AppState::for_worker_thread`]); `state`'s pool is the
     /// template they are made from.
+    ///
+    /// # Errors
+    /// When the server cannot start on the listener.
     pub fn build(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         let settings = state.settings.clone();

@@ -103,10 +103,45 @@ pub struct Sweep {
 /// # Errors
 /// [`Error::Queue`] for failures other than the duplicate.
 pub async fn enqueue_sweep(pool: &sqlx::PgPool, kind: SweepKind, tick: i64) -> Result<bool> {
+    push_sweep(pool, kind, tick, sweep_key(kind, tick)).await
+}
+
+/// Asks for a reconciliation now (a worker's start, an agent Wiro no longer has). Askers in the
+/// same second share a sweep while one is still to run; once it has run, the next ask gets a
+/// sweep of its own (`<kind>:<tick>:<uuid>`): a sweep that finished before the ask may not have
+/// seen what made it (a worker restarted within the second of its previous start, an agent
+/// found gone just after). Two asks at the same instant after a finished sweep may each
+/// enqueue one (a second reconciliation, harmless). True when this call enqueued one.
+///
+/// # Errors
+/// [`Error::Queue`] and database errors.
+pub async fn reconcile_now(pool: &sqlx::PgPool, tick: i64) -> Result<bool> {
+    let kind = SweepKind::Reconcile;
+    if enqueue_sweep(pool, kind, tick).await? {
+        return Ok(true);
+    }
+    let shared = sweep_key(kind, tick);
+    if crate::db::queue::still_to_run(pool, SWEEP_QUEUE, &shared).await? {
+        return Ok(false);
+    }
+    push_sweep(
+        pool,
+        kind,
+        tick,
+        format!("{shared}:{}", uuid::Uuid::now_v7()),
+    )
+    .await
+}
+
+fn sweep_key(kind: SweepKind, tick: i64) -> String {
+    format!("{}:{tick}", kind.as_str())
+}
+
+async fn push_sweep(pool: &sqlx::PgPool, kind: SweepKind, tick: i64, key: String) -> Result<bool> {
     let payload =
         serde_json::to_vec(&Sweep { kind, tick }).map_err(|e| Error::Queue(e.to_string()))?;
     let task = TaskBuilder::new(payload)
-        .idempotency_key(format!("{}:{tick}", kind.as_str()))
+        .idempotency_key(key)
         .max_attempts(3)
         .build();
     let mut conn = pool.acquire().await?;

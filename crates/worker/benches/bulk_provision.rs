@@ -12,8 +12,10 @@
 //! the ideal bound (calls per order × latency × orders ÷ concurrency) and the upstream calls
 //! per order; then, beside it, the same calls alone (see `calls_alone`): each order's Deploy,
 //! Update, Start and Detail through the same client and limit against a fresh simulator, no
-//! database — what this machine's client and simulator allow. `BENCH_TIMELINE=1` adds when the first Deploy intent was written and how long an
-//! order took from its intent to Running; `BENCH_TABLE_STATS=1` the database work per order.
+//! database — what this machine's client and simulator allow. `BENCH_TIMELINE=1` adds when the
+//! first Deploy intent was written, how long an order took from its intent to Running, and the
+//! calls' mean time and how many were out on average; `BENCH_TABLE_STATS=1` the database work
+//! per order.
 
 mod common;
 

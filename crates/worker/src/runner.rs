@@ -135,11 +135,11 @@ pub async fn run(
     if ctx.settings.schedules.enabled {
         // One reconciliation at start: after a restart, agents show what Wiro shows within
         // seconds rather than at the next tick (minutes). Processes starting in the same second
-        // share the sweep (its key is the tick).
+        // share the sweep, unless it already ran (a restart within the second).
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        if let Err(e) = domain::jobs::enqueue_sweep(&ctx.pool, SweepKind::Reconcile, now).await {
+        if let Err(e) = domain::jobs::reconcile_now(&ctx.pool, now).await {
             tracing::warn!(error = %e, "cannot enqueue the start-up reconciliation; the schedule will run it");
         }
         let schedules = &ctx.settings.schedules;

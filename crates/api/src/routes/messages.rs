@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use domain::db::instances::Instance;
 use domain::db::messages as message_map;
 use domain::ids::InstanceId;
-use domain::jobs::SweepKind;
 use operations::messages::{self, SendError};
 use operations::protocol::Requester;
 use serde::{Deserialize, Serialize};
@@ -245,9 +244,7 @@ pub async fn send_message(
                     // Wiro no longer has the instance: reconcile now, which marks the agent
                     // failed and alerts ops, instead of at the next tick.
                     let now = chrono::Utc::now().timestamp();
-                    if let Err(e) =
-                        domain::jobs::enqueue_sweep(&state.pool, SweepKind::Reconcile, now).await
-                    {
+                    if let Err(e) = domain::jobs::reconcile_now(&state.pool, now).await {
                         tracing::warn!(error = %e, "cannot enqueue a reconciliation");
                     }
                 }

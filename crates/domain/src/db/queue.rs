@@ -56,6 +56,25 @@ pub async fn retry(conn: impl PgExecutor<'_>, id: &str) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether a job of `queue` keyed `key`, or `key:` and a suffix, is still to run: not done,
+/// not killed, not failed with no attempt left (what apalis's own vacuum deletes).
+///
+/// # Errors
+/// Database errors.
+pub async fn still_to_run(conn: impl PgExecutor<'_>, queue: &str, key: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM apalis.jobs
+                        WHERE job_type = $1
+                          AND (idempotency_key = $2 OR starts_with(idempotency_key, $2 || ':'))
+                          AND status NOT IN ('Done', 'Killed')
+                          AND NOT (status = 'Failed' AND attempts >= max_attempts))",
+    )
+    .bind(queue)
+    .bind(key)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Instances with a provisioning job that is waiting, claimed or running (a job's payload
 /// names its instance).
 ///
