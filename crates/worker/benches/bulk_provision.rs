@@ -252,9 +252,7 @@ async fn calls_alone(
     use wiro_client::models::{DeployRequest, UpdateConfiguration, UpdateRequest};
 
     let sim = common::simulator(1_000_000.0, latency_ms).await?;
-    let mut settings = domain::Settings::defaults()?;
-    settings.wiro.base_url = sim.base_url();
-    settings.wiro.api_key = secrecy::SecretString::from(common::KEY.to_owned());
+    let settings = common::settings_for(&sim)?;
     let client = wiro_client::Client::new(settings.wiro_client_config()?)?.limited(concurrency);
     let started = Instant::now();
     let runs = futures::stream::iter(0..orders)

@@ -80,6 +80,15 @@ pub async fn simulator(wallet: f64, latency_ms: u64) -> anyhow::Result<SimServer
     Ok(sim)
 }
 
+/// The shipped settings pointing at `sim`'s account, with no scheduled sweeps.
+pub fn settings_for(sim: &SimServer) -> anyhow::Result<domain::Settings> {
+    let mut settings = domain::Settings::defaults()?;
+    settings.wiro.base_url = sim.base_url();
+    settings.wiro.api_key = SecretString::from(KEY.to_owned());
+    settings.schedules.enabled = false;
+    Ok(settings)
+}
+
 /// The shipped settings pointing at `sim`, with no scheduled sweeps during a measurement;
 /// `tweak` adjusts them.
 pub fn services(
@@ -87,10 +96,7 @@ pub fn services(
     sim: &SimServer,
     tweak: impl FnOnce(&mut domain::Settings),
 ) -> anyhow::Result<operations::Services> {
-    let mut settings = domain::Settings::defaults()?;
-    settings.wiro.base_url = sim.base_url();
-    settings.wiro.api_key = SecretString::from(KEY.to_owned());
-    settings.schedules.enabled = false;
+    let mut settings = settings_for(sim)?;
     tweak(&mut settings);
     // As `reseller` builds it: every call attempt recorded in the metrics.
     let mut client = settings.wiro_client_config()?;
