@@ -15,6 +15,10 @@ use crate::pool::options::PoolConnectionMetadata;
 
 const CLOSE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
+// PATCHED (see PATCHED.md): how long returning a connection to the pool may take before the
+// connection is discarded and its permit released (sqlx issue #4349).
+const RETURN_TO_POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection managed by a [`Pool`][crate::pool::Pool].
 ///
 /// Will be returned to the pool on-drop.
@@ -143,7 +147,12 @@ impl<DB: Database> PoolConnection<DB> {
 
         async move {
             let returned_to_pool = if let Some(floating) = floating {
-                floating.return_to_pool().await
+                // PATCHED: a peer gone silent (no RST) would hold the permit forever; on
+                // timeout the connection is dropped here, which closes the socket locally and
+                // gives the permit back (sqlx issue #4349, PR #4407's approach).
+                crate::rt::timeout(RETURN_TO_POOL_TIMEOUT, floating.return_to_pool())
+                    .await
+                    .unwrap_or(false)
             } else {
                 false
             };
@@ -311,7 +320,14 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
-        if let Err(error) = self.raw.ping().await {
+        //
+        // PATCHED (see PATCHED.md): `flush` instead of `ping`. Both send what is queued (a
+        // dropped transaction's ROLLBACK) and read until every result the connection still
+        // expects has arrived, which is what a dropped `.await` leaves behind; `ping` also
+        // sends a Sync and waits for its answer, a round trip to the server on every release.
+        // Liveness is checked on acquire instead (`test_before_acquire`, or a `before_acquire`
+        // hook such as this project's ping of a connection that sat idle).
+        if let Err(error) = self.raw.flush().await {
             tracing::warn!(
                 %error,
                 "error occurred while testing the connection on-release",
