@@ -114,8 +114,8 @@ pub struct Application {
 impl Application {
     /// Builds the server on `listener` (bind to port 0 in tests). `workers` 0 = one per CPU.
     ///
-    /// `database.api_max_connections` is split between the worker threads (at least one each):
-    /// each has a pool of its own ([`AppState::for_worker_thread`]); `state`'s pool is the
+    /// Each worker thread has a pool of its own ([`AppState::for_worker_thread`]) of
+    /// `DatabaseSettings::api_connections_per_thread` connections; `state`'s pool is the
     /// template they are made from.
     ///
     /// # Errors
@@ -123,13 +123,8 @@ impl Application {
     pub fn build(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         let settings = state.settings.clone();
-        // actix's own default for 0.
-        let threads = match workers {
-            0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            n => n,
-        };
-        let per_thread =
-            settings.database.api_max_connections / u32::try_from(threads).unwrap_or(u32::MAX);
+        let threads = domain::config::api_threads(workers);
+        let per_thread = settings.database.api_connections_per_thread(threads);
         let spec = Arc::new(openapi());
         let body_limit = settings.api.body_limit_bytes;
         let server = HttpServer::new(move || {

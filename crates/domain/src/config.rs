@@ -164,7 +164,7 @@ pub struct DatabaseSettings {
     #[serde(serialize_with = "redact")]
     pub url: SecretString,
     /// API connections, split between its worker threads (at least one each; each thread has
-    /// a pool of its own).
+    /// a pool of its own); 0 = [`API_CONNECTIONS_PER_THREAD`] per thread.
     pub api_max_connections: u32,
     /// Worker pool size.
     pub worker_max_connections: u32,
@@ -177,6 +177,39 @@ pub struct DatabaseSettings {
     /// Postgres `statement_timeout` of every connection (0: none).
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
+}
+
+/// Connections each API worker thread keeps when `database.api_max_connections` is 0. An
+/// actix worker thread runs one request's code at a time: two connections let it send one
+/// statement while it answers another's result, and more only queue more Postgres backends on
+/// the same cores (`BENCHMARKS.md`, "Stop 27": the read's p99 0.65–0.88× the floor's with two
+/// per thread, 1.10–2.25× with five).
+pub const API_CONNECTIONS_PER_THREAD: u32 = 2;
+
+/// The API's HTTP worker threads for `api.workers`: one per CPU when 0 (actix's own default).
+pub fn api_threads(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        n => n,
+    }
+}
+
+impl DatabaseSettings {
+    /// Connections each of the API's `threads` worker threads keeps in a pool of its own:
+    /// `api_max_connections` split between them (at least one each), or
+    /// [`API_CONNECTIONS_PER_THREAD`] when it is 0.
+    pub fn api_connections_per_thread(&self, threads: usize) -> u32 {
+        match self.api_max_connections {
+            0 => API_CONNECTIONS_PER_THREAD,
+            total => (total / u32::try_from(threads.max(1)).unwrap_or(u32::MAX)).max(1),
+        }
+    }
+
+    /// All the API's connections over its `threads` worker threads.
+    pub fn api_connections(&self, threads: usize) -> u32 {
+        self.api_connections_per_thread(threads)
+            .saturating_mul(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))
+    }
 }
 
 /// `[wiro]`.
@@ -944,6 +977,23 @@ fn upstream_transport(base_url: &str, allow_insecure: bool) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_connections_default_to_two_per_worker_thread_and_split_a_total() {
+        let mut database = Settings::defaults().unwrap().database;
+        database.api_max_connections = 0;
+        assert_eq!(database.api_connections_per_thread(2), 2);
+        assert_eq!(database.api_connections(8), 16);
+        database.api_max_connections = 10;
+        assert_eq!(database.api_connections_per_thread(2), 5);
+        assert_eq!(database.api_connections(2), 10);
+        database.api_max_connections = 1;
+        assert_eq!(
+            database.api_connections_per_thread(4),
+            1,
+            "at least one each"
+        );
+    }
 
     fn with(key: &str, value: impl Serialize) -> Result<Settings, ConfigError> {
         Settings::from_figment(

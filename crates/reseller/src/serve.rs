@@ -73,7 +73,7 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let pool = runtime::pool(
         &settings,
-        settings.database.api_max_connections,
+        runtime::api_connections(&settings),
         settings.database.api_acquire_timeout,
     )
     .await?;
