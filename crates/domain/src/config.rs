@@ -182,7 +182,7 @@ pub struct DatabaseSettings {
 /// Connections each API worker thread keeps when `database.api_max_connections` is 0. An
 /// actix worker thread runs one request's code at a time: two connections let it send one
 /// statement while it answers another's result, and more only queue more Postgres backends on
-/// the same cores (`BENCHMARKS.md`, "Stop 27": the read's p99 0.65–0.88× the floor's with two
+/// the same cores (`BENCHMARKS.md`, "Stop 27": the read's p99 0.65–0.90× the floor's with two
 /// per thread, 1.10–2.25× with five).
 pub const API_CONNECTIONS_PER_THREAD: u32 = 2;
 

@@ -1,5 +1,5 @@
 //! What returning a connection to the pool does, against a scripted Postgres that records what
-//! it receives (the vendored sqlx-core's two changes, `vendor/sqlx-core/PATCHED.md`):
+//! it receives (the vendored sqlx-core's two pool changes, `vendor/sqlx-core/PATCHED.md`):
 //! - a release costs no round trip (sqlx 0.9.0 sent a Sync and waited for its answer on every
 //!   release: a second round trip for every one-statement request);
 //! - a dropped transaction's ROLLBACK still reaches the server when its connection is
