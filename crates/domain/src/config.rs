@@ -544,6 +544,12 @@ const WELL_KNOWN: &[(&str, &str)] = &[
 ];
 
 impl Settings {
+    /// All the connections the API keeps over its worker threads (`api.workers`): the size of
+    /// its start-up pool, the template of the threads' pools.
+    pub fn api_connections(&self) -> u32 {
+        self.database.api_connections(api_threads(self.api.workers))
+    }
+
     /// Loads from the process environment.
     ///
     /// # Errors

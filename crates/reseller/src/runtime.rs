@@ -93,14 +93,6 @@ pub async fn pool(
         .context("cannot connect to the database (database.url / DATABASE_URL)")
 }
 
-/// The size of the API's start-up pool (the template of its worker threads' pools, and what
-/// serves `/metrics`): all the connections its threads keep.
-pub fn api_connections(settings: &Settings) -> u32 {
-    settings
-        .database
-        .api_connections(domain::config::api_threads(settings.api.workers))
-}
-
 /// Creates the database named in `database.url` when it does not exist (the local default).
 ///
 /// # Errors

@@ -73,7 +73,7 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let pool = runtime::pool(
         &settings,
-        runtime::api_connections(&settings),
+        settings.api_connections(),
         settings.database.api_acquire_timeout,
     )
     .await?;

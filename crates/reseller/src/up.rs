@@ -90,7 +90,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // (one pool of both sizes spread them over ~46, costing Postgres 40 % more CPU per read).
     let pool = runtime::pool(
         &settings,
-        runtime::api_connections(&settings),
+        settings.api_connections(),
         settings.database.api_acquire_timeout,
     )
     .await?;

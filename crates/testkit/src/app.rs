@@ -135,9 +135,7 @@ async fn spawn(
     let settings = Arc::new(settings);
     // Sized and timed like `reseller api`'s pool, on the test's database.
     let pool = domain::db::connect::pool_options(
-        settings
-            .database
-            .api_connections(domain::config::api_threads(settings.api.workers)),
+        settings.api_connections(),
         settings.database.api_acquire_timeout,
     )
     .connect_with(domain::db::connect::with_statement_timeout(
