@@ -57,9 +57,25 @@ fn expire(inst: &mut Instance, at: SimTime) {
     inst.updated_at = at;
 }
 
+/// Whether `inst`'s period ended by `now` with its subscription still active (a renewal or an
+/// expiry is due).
+pub fn period_ended(inst: &Instance, now: SimTime) -> bool {
+    inst.subscription
+        .as_ref()
+        .is_some_and(|sub| sub.active && sub.period_end <= now)
+}
+
+/// Forfeits `inst`'s packs expired by `now` (and drops spent ones).
+pub fn forfeit_expired_packs(inst: &mut Instance, now: SimTime) {
+    if !inst.packs.is_empty() {
+        inst.packs.retain(|p| p.expires_at > now && p.credits > 0);
+    }
+}
+
 /// Processes every period end due by `now`, earliest first across instances (they may share a
-/// wallet, so order decides who is renewed when money runs short), and forfeits expired packs.
-pub fn settle_subscriptions(world: &mut World, now: SimTime) {
+/// wallet, so order decides who is renewed when money runs short). `World::settle` calls it
+/// only when [`period_ended`] found one.
+pub fn renew_or_expire_due(world: &mut World, now: SimTime) {
     loop {
         let due = world
             .instances
@@ -74,9 +90,6 @@ pub fn settle_subscriptions(world: &mut World, now: SimTime) {
             break;
         };
         renew_or_expire(world, &guid, at);
-    }
-    for inst in world.instances.values_mut() {
-        inst.packs.retain(|p| p.expires_at > now && p.credits > 0);
     }
 }
 

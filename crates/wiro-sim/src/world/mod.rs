@@ -321,12 +321,19 @@ impl World {
 
     /// Applies everything that became due by `now`: status transitions, renewals and expiries
     /// (in time order across instances, since they share wallets), pack expiry, and messages.
+    /// Every call settles first, so this is one pass over the instances; renewals, rare, look
+    /// again only when one is due.
     pub fn settle(&mut self, now: SimTime) {
         let delays = self.delays;
+        let mut period_ended = false;
         for instance in self.instances.values_mut() {
             instances::settle_status(instance, now, delays);
+            billing::forfeit_expired_packs(instance, now);
+            period_ended |= billing::period_ended(instance, now);
         }
-        billing::settle_subscriptions(self, now);
+        if period_ended {
+            billing::renew_or_expire_due(self, now);
+        }
         messages::settle_messages(self, now);
     }
 
