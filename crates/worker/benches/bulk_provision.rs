@@ -15,7 +15,7 @@
 //! database — what this machine's client and simulator allow. `BENCH_TIMELINE=1` adds when the
 //! first Deploy intent was written, how long an order took from its intent to Running, and the
 //! calls' mean time and how many were out on average; `BENCH_TABLE_STATS=1` the database work
-//! per order.
+//! per order (rows per table, and our PL/pgSQL triggers' calls and time).
 
 mod common;
 
@@ -225,6 +225,24 @@ async fn main() -> anyhow::Result<()> {
                 per(idx_fetch),
                 per(ins),
                 per(upd)
+            );
+        }
+        // Our triggers, timed by Postgres (`track_functions = 'pl'`, set on the scratch
+        // database with `BENCH_TABLE_STATS`): calls and time per order, the function's own
+        // time and with what it called.
+        let functions: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+            "SELECT funcname, calls, self_time, total_time FROM pg_stat_user_functions
+             ORDER BY self_time DESC",
+        )
+        .fetch_all(&pool)
+        .await?;
+        println!("per order: PL/pgSQL function, calls, self µs, total µs");
+        for (function, calls, self_ms, total_ms) in functions {
+            println!(
+                "  {function:<40} {:>7.2} {:>9.1} {:>9.1}",
+                per(calls),
+                self_ms * 1000.0 / orders as f64,
+                total_ms * 1000.0 / orders as f64
             );
         }
         let (xacts,): (i64,) = sqlx::query_as(

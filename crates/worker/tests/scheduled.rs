@@ -445,3 +445,54 @@ async fn two_workers_ticking_the_schedules_make_one_sweep_per_tick_and_one_renew
     );
     assert_ledgers_match(&h).await;
 }
+
+/// The ledger's webhook events (`ledger_webhook_events`, fired only for these kinds since
+/// `20261201000002_trigger_conditions`): a top-up and a renewal each write theirs, for their
+/// agent; the Deploy's charge writes none.
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn top_ups_and_renewals_write_their_webhook_events_and_a_deploys_charge_none(pool: PgPool) {
+    let h = harness(pool).await;
+    // An endpoint listening for the ledger's events only (`.invalid` never resolves: the
+    // events are written whatever becomes of their delivery).
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, url, event_types, secret)
+         VALUES (gen_random_uuid(), 'https://hooks.invalid/in',
+                 ARRAY['subscription.renewed', 'credits.topped_up'], '\\x00')",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let events = |kind: &'static str| {
+        let pool = h.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<uuid::Uuid>>(
+                "SELECT instance_id FROM webhook_events WHERE type = $1",
+            )
+            .bind(kind)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (_stop, _worker) = spawn_worker(&h.ctx);
+    let ctx = context_with(&h, "topup-worker", |s| {
+        s.billing.topup_threshold = 2000;
+        s.billing.topup_pack = domain::model::Pack::Package1;
+    });
+    let agent = running_order(&h, "burner", "instagram-manager", Plan::Pro, instagram()).await;
+    let guid = agent.wiro_guid.clone().unwrap();
+    assert_eq!(sim_charges(&h, "deploy"), 1);
+    assert!(events("credits.topped_up").await.is_empty());
+    assert!(events("subscription.renewed").await.is_empty());
+
+    h.sim.sim().consume_credits(&guid, 4500).unwrap();
+    topups::run(&ctx).await.unwrap();
+    assert_eq!(sim_charges(&h, "extra_credits"), 1);
+    assert_eq!(events("credits.topped_up").await, vec![Some(agent.id.0)]);
+
+    h.sim.sim().advance_days(30);
+    reconcile::run(&h.ctx).await.unwrap();
+    assert_eq!(sim_charges(&h, "renewal"), 1);
+    assert_eq!(events("subscription.renewed").await, vec![Some(agent.id.0)]);
+    assert_ledgers_match(&h).await;
+}

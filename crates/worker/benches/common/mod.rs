@@ -35,6 +35,14 @@ impl Scratch {
         admin
             .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await?;
+        if std::env::var_os("BENCH_TABLE_STATS").is_some() {
+            // Time and count every PL/pgSQL function (our triggers) for the table-stats report.
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} SET track_functions = 'pl'"
+                )))
+                .await?;
+        }
         let mut url = url::Url::parse(&base)?;
         url.set_path(&format!("/{name}"));
         // The pool a deployment runs with (`domain::db::connect`), not sqlx's defaults.
