@@ -67,9 +67,7 @@ pub fn period_ended(inst: &Instance, now: SimTime) -> bool {
 
 /// Forfeits `inst`'s packs expired by `now` (and drops spent ones).
 pub fn forfeit_expired_packs(inst: &mut Instance, now: SimTime) {
-    if !inst.packs.is_empty() {
-        inst.packs.retain(|p| p.expires_at > now && p.credits > 0);
-    }
+    inst.packs.retain(|p| p.expires_at > now && p.credits > 0);
 }
 
 /// Processes every period end due by `now`, earliest first across instances (they may share a
