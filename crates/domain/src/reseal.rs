@@ -1,36 +1,56 @@
-//! `reseller reseal`: after a credentials-key rotation, re-seal every pending config with the
-//! current key, so the previous keys can be dropped. Row by row under the row lock (a job
-//! writing the same row waits; a row the job cleared meanwhile is skipped), in pages by id, so
-//! it can run while the service runs and can be interrupted and rerun.
+//! `reseller reseal`: after a credentials-key rotation, re-seal every value sealed with the
+//! credentials key — the pending configs of instances and the secrets of webhook endpoints —
+//! with the current key, so the previous keys can be dropped. Row by row under the row lock (a
+//! job or a secret rotation writing the same row waits; a row cleared or deleted meanwhile is
+//! skipped), in pages by id, so it can run while the service runs and can be interrupted and
+//! rerun.
 
 use sqlx::PgPool;
 
-use crate::db::instances;
+use crate::db::{instances, webhooks};
 use crate::error::Result;
 use crate::ids::InstanceId;
 use crate::sealed::Sealer;
 
+/// Rows read per page.
+const PAGE: i64 = 500;
+
 /// What a re-seal did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ResealReport {
-    /// Values moved to the current key.
+    /// Pending configs moved to the current key.
     pub resealed: usize,
-    /// Values already under the current key.
+    /// Pending configs already under the current key.
     pub current: usize,
+    /// Webhook endpoint secrets (current or previous) moved to the current key.
+    pub secrets_resealed: usize,
+    /// Webhook endpoint secrets already under the current key.
+    pub secrets_current: usize,
 }
 
-/// Re-seals every `instances.pending_config` not sealed with the current key.
+/// Re-seals every `instances.pending_config` and every webhook endpoint's secret and previous
+/// secret not sealed with the current key.
 ///
 /// # Errors
-/// A value no configured key opens ([`crate::Error::Corrupt`], naming the instance: nothing
-/// after it is touched, everything before it is committed); database errors.
+/// A value no configured key opens ([`crate::Error::Corrupt`], naming the instance or the
+/// endpoint: nothing after it is touched, everything before it is committed); database errors.
 pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<ResealReport> {
     let mut report = ResealReport::default();
+    reseal_pending_configs(pool, sealer, &mut report).await?;
+    reseal_webhook_secrets(pool, sealer, &mut report).await?;
+    Ok(report)
+}
+
+async fn reseal_pending_configs(
+    pool: &PgPool,
+    sealer: &Sealer,
+    report: &mut ResealReport,
+) -> Result<()> {
     let mut after = InstanceId(uuid::Uuid::nil());
     loop {
-        let page = instances::with_pending_config(pool, after, 500).await?;
+        let page = instances::with_pending_config(pool, after, PAGE).await?;
         let Some(last) = page.last() else {
-            return Ok(report);
+            return Ok(());
         };
         after = *last;
         for id in page {
@@ -46,6 +66,44 @@ pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> Result<ResealReport> 
                 }
                 None => report.current += 1,
             }
+        }
+    }
+}
+
+async fn reseal_webhook_secrets(
+    pool: &PgPool,
+    sealer: &Sealer,
+    report: &mut ResealReport,
+) -> Result<()> {
+    let mut after = uuid::Uuid::nil();
+    loop {
+        let page = webhooks::endpoint_ids_after(pool, after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = *last;
+        for id in page {
+            let mut tx = pool.begin().await?;
+            let Some((secret, previous)) = webhooks::lock_secrets(&mut *tx, id).await? else {
+                continue;
+            };
+            let mut moved = 0;
+            let new_secret = sealer.reseal_secret(id, &secret)?;
+            moved += usize::from(new_secret.is_some());
+            let new_previous = match &previous {
+                Some(previous) => sealer.reseal_secret(id, previous)?,
+                None => None,
+            };
+            moved += usize::from(new_previous.is_some());
+            report.secrets_current += 1 + usize::from(previous.is_some()) - moved;
+            if moved == 0 {
+                continue;
+            }
+            let secret = new_secret.as_deref().unwrap_or(&secret);
+            let previous = new_previous.as_deref().or(previous.as_deref());
+            webhooks::replace_secrets(&mut *tx, id, secret, previous).await?;
+            tx.commit().await?;
+            report.secrets_resealed += moved;
         }
     }
 }

@@ -281,6 +281,20 @@ impl Sealer {
         let config = self.open(instance, sealed)?;
         self.seal(instance, &config).map(Some)
     }
+
+    /// What [`Sealer::seal_secret`] sealed for `owner`, re-sealed with the current key, or
+    /// `None` when it already is.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the webhook endpoint when no configured key opens it.
+    pub fn reseal_secret(&self, owner: uuid::Uuid, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.reseal(InstanceId(owner), sealed).map_err(|_| {
+            Error::Corrupt(format!(
+                "the secret of webhook endpoint {owner} does not open with the configured keys \
+                 (security.credentials_key, security.previous_credentials_keys)"
+            ))
+        })
+    }
 }
 
 #[cfg(test)]

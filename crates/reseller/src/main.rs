@@ -70,8 +70,8 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// After rotating the credentials key (new key in RESELLER_SECURITY__CREDENTIALS_KEY, the
     /// old ones in RESELLER_SECURITY__PREVIOUS_CREDENTIALS_KEYS): re-seal every stored
-    /// credential with the new key, so the old ones can be removed. Safe to run while the
-    /// service runs, and to rerun.
+    /// credential and webhook secret with the new key, so the old ones can be removed. Safe to
+    /// run while the service runs, and to rerun.
     Reseal,
     /// Check the configuration, the database and its migrations, Wiro (reachability, the API
     /// key, the team), the clock, the credentials key and the JWT setup; print the wallet
@@ -165,6 +165,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!(
                 "re-sealed {} stored credential(s) with the current key; {} already used it",
                 report.resealed, report.current
+            );
+            println!(
+                "re-sealed {} webhook secret(s) with the current key; {} already used it",
+                report.secrets_resealed, report.secrets_current
             );
             Ok(())
         }

@@ -167,6 +167,60 @@ pub async fn rotate_secret(
         .await?)
 }
 
+/// A page of endpoint ids after `after`, in id order (what `reseller reseal` walks).
+///
+/// # Errors
+/// Database errors.
+pub async fn endpoint_ids_after(
+    conn: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// The sealed secrets of endpoint `id` (current, previous), the row locked for the
+/// transaction; `None` when it was deleted.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_secrets(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>> {
+    Ok(sqlx::query_as(
+        "SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Replaces the sealed secrets of endpoint `id` (the same secrets, sealed again).
+///
+/// # Errors
+/// Database errors.
+pub async fn replace_secrets(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    secret: &[u8],
+    previous: Option<&[u8]>,
+) -> Result<()> {
+    sqlx::query("UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE id = $1")
+        .bind(id)
+        .bind(secret)
+        .bind(previous)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A delivery a dispatcher claimed, with what it needs to send it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Due {
