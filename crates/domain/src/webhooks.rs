@@ -120,6 +120,20 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url> {
     Ok(url)
 }
 
+/// Checks the host of `url` when it is an address (a name is checked where it is resolved:
+/// [`check_target`], and the dispatcher's resolver).
+///
+/// # Errors
+/// As [`check_addresses`].
+pub fn check_literal_address(url: &url::Url, allow_private: bool) -> Result<()> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    check_addresses(&[ip], allow_private)
+}
+
 /// Refuses a target whose host resolved to an address that is not public (loopback, private,
 /// link-local, CGNAT, unspecified, multicast...), unless `allow_private`: a webhook must not
 /// become a way to reach our own network (SSRF). Every address counts, not the first.
@@ -455,5 +469,15 @@ mod tests {
         assert!(check_url("ftp://example.com", true).is_err());
         assert!(check_url("https://user:pw@example.com", false).is_err());
         assert!(check_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn an_address_in_the_url_is_checked_and_a_name_left_to_its_resolver() {
+        let url = |raw: &str| url::Url::parse(raw).unwrap();
+        assert!(check_literal_address(&url("https://10.0.0.7/in"), false).is_err());
+        assert!(check_literal_address(&url("https://[::1]:8443/in"), false).is_err());
+        assert!(check_literal_address(&url("https://10.0.0.7/in"), true).is_ok());
+        assert!(check_literal_address(&url("https://93.184.215.14/in"), false).is_ok());
+        assert!(check_literal_address(&url("https://localhost/in"), false).is_ok());
     }
 }

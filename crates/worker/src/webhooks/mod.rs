@@ -19,6 +19,10 @@ use operations::Services;
 use rand::Rng;
 use tokio::sync::watch;
 
+mod resolver;
+
+pub use resolver::PublicOnly;
+
 /// How many bytes of a receiver's answer the log keeps.
 const RESPONSE_KEPT: usize = 512;
 
@@ -27,6 +31,9 @@ pub async fn run(ctx: Services, mut stop: watch::Receiver<bool>) {
     let settings = ctx.settings.webhooks.clone();
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(PublicOnly {
+            allow_private: settings.allow_private_targets,
+        })
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
         .user_agent(concat!(
@@ -153,10 +160,11 @@ fn retry(schedule: &[Duration], attempt: i32) -> NextStep {
 /// One signed POST. `Ok((status, first bytes of the answer))`, or why nothing was answered.
 async fn send(ctx: &Services, http: &reqwest::Client, due: &Due) -> Result<(u16, String), String> {
     let allow_private = ctx.settings.webhooks.allow_private_targets;
-    // Checked again at each delivery: the name may resolve elsewhere since the endpoint was
-    // created.
-    let url = signing::check_target(&due.url, allow_private)
-        .await
+    // Checked again at each delivery: an address in the URL here; a name where the
+    // connection is made (`PublicOnly`), since it may resolve elsewhere from one lookup to the
+    // next.
+    let url = signing::check_url(&due.url, allow_private)
+        .and_then(|url| signing::check_literal_address(&url, allow_private).map(|()| url))
         .map_err(|e| e.to_string())?;
     let mut keys = Vec::with_capacity(2);
     for sealed in std::iter::once(&due.secret).chain(due.previous_secret.as_ref()) {
@@ -178,9 +186,22 @@ async fn send(ctx: &Services, http: &reqwest::Client, due: &Due) -> Result<(u16,
         .body(due.body.clone())
         .send()
         .await
-        .map_err(|e| format!("no answer: {e}"))?;
+        .map_err(|e| format!("no answer: {}", error_chain(&e)))?;
     let status = response.status().as_u16();
     Ok((status, first_bytes(response).await))
+}
+
+/// `e` with its sources: reqwest's own text names only the URL, its source why (a refused
+/// address, a timeout, a refused connection).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The first [`RESPONSE_KEPT`] bytes of the answer (the rest is not read).
