@@ -47,6 +47,9 @@ pub struct Claims {
 #[derive(Clone)]
 pub struct JwtVerifier {
     key: DecodingKey,
+    /// HS256 secrets used before (`auth.previous_hs256_secrets`): tried only when `key` finds
+    /// the signature invalid, so a current token costs nothing more.
+    previous: Vec<DecodingKey>,
     validation: Validation,
     customer_audience: String,
     ops_audience: String,
@@ -91,6 +94,12 @@ impl JwtVerifier {
             _ => DecodingKey::from_ed_pem(pem),
         }
         .map_err(|e| anyhow::anyhow!("auth key for {} is invalid: {e}", auth.algorithm))?;
+        let previous = settings
+            .previous_hs256_secrets()
+            .into_iter()
+            .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("auth.previous_hs256_secrets: {e}"))?;
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&auth.issuer]);
@@ -99,6 +108,7 @@ impl JwtVerifier {
         validation.leeway = auth.leeway.as_secs();
         Ok(Self {
             key,
+            previous,
             validation,
             customer_audience: auth.audience.clone(),
             ops_audience: auth.ops_audience.clone(),
@@ -112,28 +122,26 @@ impl JwtVerifier {
     /// 401 naming what is wrong (expired, wrong audience...).
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         use jsonwebtoken::errors::ErrorKind as K;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                let why = match e.kind() {
-                    K::ExpiredSignature => "the token has expired".to_owned(),
-                    K::InvalidAudience => "the token's audience is not this API".to_owned(),
-                    K::InvalidIssuer => "the token's issuer is not trusted".to_owned(),
-                    K::InvalidSignature => "the token's signature is invalid".to_owned(),
-                    K::InvalidAlgorithm | K::InvalidAlgorithmName => {
-                        "the token's algorithm is not accepted".to_owned()
-                    }
-                    K::MissingRequiredClaim(claim) => {
-                        format!("the token lacks the `{claim}` claim")
-                    }
-                    K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => {
-                        "the token is malformed".to_owned()
-                    }
-                    K::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
-                    other => format!("the token is not valid ({other:?})"),
-                };
-                ApiError::unauthorized(why)
-            })?;
+        let claims = self.decode(token).map_err(|e| {
+            let why = match e.kind() {
+                K::ExpiredSignature => "the token has expired".to_owned(),
+                K::InvalidAudience => "the token's audience is not this API".to_owned(),
+                K::InvalidIssuer => "the token's issuer is not trusted".to_owned(),
+                K::InvalidSignature => "the token's signature is invalid".to_owned(),
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+                    "the token's algorithm is not accepted".to_owned()
+                }
+                K::MissingRequiredClaim(claim) => {
+                    format!("the token lacks the `{claim}` claim")
+                }
+                K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => {
+                    "the token is malformed".to_owned()
+                }
+                K::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
+                other => format!("the token is not valid ({other:?})"),
+            };
+            ApiError::unauthorized(why)
+        })?;
         let issued = claims.iat.unwrap_or_else(|| chrono::Utc::now().timestamp());
         if claims.exp - issued > self.max_lifetime {
             return Err(ApiError::unauthorized(format!(
@@ -155,6 +163,23 @@ impl JwtVerifier {
             }));
         }
         Ok(claims)
+    }
+}
+
+impl JwtVerifier {
+    /// The token's claims under the current key, or, when that finds the signature invalid,
+    /// under the first previous key that verifies it (the current key's error otherwise).
+    fn decode(&self, token: &str) -> jsonwebtoken::errors::Result<Claims> {
+        let current = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation);
+        match current {
+            Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => self
+                .previous
+                .iter()
+                .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).ok())
+                .map(|data| data.claims)
+                .ok_or(e),
+            other => other.map(|data| data.claims),
+        }
     }
 }
 

@@ -293,6 +293,11 @@ pub struct AuthSettings {
     /// HS256 secret.
     #[serde(serialize_with = "redact")]
     pub hs256_secret: SecretString,
+    /// HS256 secrets used before, comma-separated: tokens they signed still verify (until they
+    /// expire), nothing is signed with them. What lets the secret rotate without logging every
+    /// caller out.
+    #[serde(serialize_with = "redact")]
+    pub previous_hs256_secrets: SecretString,
     /// PEM public key for asymmetric algorithms.
     pub public_key_pem: String,
     /// Required issuer.
@@ -732,6 +737,26 @@ impl Settings {
                 "must be at least 32 bytes for HS256".into(),
             );
         }
+        let previous = self.previous_hs256_secrets();
+        if !previous.is_empty() && self.auth.algorithm != "HS256" {
+            return bad(
+                "auth.previous_hs256_secrets",
+                "only with auth.algorithm = HS256".into(),
+            );
+        }
+        if let Some(position) = previous
+            .iter()
+            .position(|p| p.len() < 32 || PUBLISHED_HS256_SECRETS.contains(p))
+        {
+            return bad(
+                "auth.previous_hs256_secrets",
+                format!(
+                    "secret {} of the list is shorter than 32 bytes or the published \
+                     development value",
+                    position + 1
+                ),
+            );
+        }
         if self.auth.audience.trim().is_empty()
             || self.auth.ops_audience.trim().is_empty()
             || self.auth.audience == self.auth.ops_audience
@@ -900,6 +925,18 @@ impl Settings {
             self.security.credentials_key.expose_secret(),
             self.security.previous_credentials_keys.expose_secret(),
         )
+    }
+
+    /// The HS256 secrets that verify and no longer sign (`auth.previous_hs256_secrets`), in
+    /// the order listed.
+    pub fn previous_hs256_secrets(&self) -> Vec<&str> {
+        self.auth
+            .previous_hs256_secrets
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// Refuses to sign or verify tokens with no HS256 secret, or with a published one: anyone
