@@ -1,9 +1,10 @@
 //! Bearer JWTs: one algorithm pinned by config (HS256 secret, or an RS256/ES256/EdDSA public
-//! key); `exp`, `iss`, `aud` and `sub` required, `nbf` checked, lifetimes capped. `sub` is the
-//! customer's external id. Ops tokens are their own kind: `role: "ops"` *and* the ops audience
-//! (`auth.ops_audience`); a customer-audience token claiming the role is refused. The extractors
-//! resolve the caller once per request, and every customer-scoped query takes the customer from
-//! here — never from the request.
+//! key; the keys used before a rotation verify until their tokens expire); `exp`, `iss`, `aud`
+//! and `sub` required, `nbf` checked, lifetimes capped. `sub` is the customer's external id.
+//! Ops tokens are their own kind: `role: "ops"` *and* the ops audience (`auth.ops_audience`); a
+//! customer-audience token claiming the role is refused. The extractors resolve the caller once
+//! per request, and every customer-scoped query takes the customer from here — never from the
+//! request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,8 +48,8 @@ pub struct Claims {
 #[derive(Clone)]
 pub struct JwtVerifier {
     key: DecodingKey,
-    /// HS256 secrets used before (`auth.previous_hs256_secrets`): tried only when `key` finds
-    /// the signature invalid, so a current token costs nothing more.
+    /// Keys used before (`auth.previous_hs256_secrets`, `auth.previous_public_key_pem`): tried
+    /// only when `key` finds the signature invalid, so a current token costs nothing more.
     previous: Vec<DecodingKey>,
     validation: Validation,
     customer_audience: String,
@@ -74,6 +75,15 @@ fn algorithm(name: &str) -> anyhow::Result<Algorithm> {
     })
 }
 
+/// An asymmetric algorithm's public key from PEM.
+fn public_key(alg: Algorithm, pem: &[u8]) -> jsonwebtoken::errors::Result<DecodingKey> {
+    match alg {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+        _ => DecodingKey::from_ed_pem(pem),
+    }
+}
+
 impl JwtVerifier {
     /// From `[auth]`.
     ///
@@ -89,17 +99,26 @@ impl JwtVerifier {
             Algorithm::HS256 => {
                 DecodingKey::from_secret(auth.hs256_secret.expose_secret().as_bytes())
             }
-            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
-            Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
-            _ => DecodingKey::from_ed_pem(pem),
+            _ => public_key(alg, pem),
         }
         .map_err(|e| anyhow::anyhow!("auth key for {} is invalid: {e}", auth.algorithm))?;
-        let previous = settings
-            .previous_hs256_secrets()
-            .into_iter()
-            .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("auth.previous_hs256_secrets: {e}"))?;
+        let previous = match alg {
+            Algorithm::HS256 => settings
+                .previous_hs256_secrets()
+                .into_iter()
+                .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("auth.previous_hs256_secrets: {e}"))?,
+            _ if auth.previous_public_key_pem.trim().is_empty() => Vec::new(),
+            _ => vec![
+                public_key(alg, auth.previous_public_key_pem.as_bytes()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "auth.previous_public_key_pem is not a {} public key: {e}",
+                        auth.algorithm
+                    )
+                })?,
+            ],
+        };
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&auth.issuer]);
@@ -164,9 +183,7 @@ impl JwtVerifier {
         }
         Ok(claims)
     }
-}
 
-impl JwtVerifier {
     /// The token's claims under the current key, or, when that finds the signature invalid,
     /// under the first previous key that verifies it (the current key's error otherwise).
     fn decode(&self, token: &str) -> jsonwebtoken::errors::Result<Claims> {

@@ -1,5 +1,6 @@
 //! RS256, ES256 and EdDSA: tokens signed with the private key verify with the configured public
-//! key; the algorithm is pinned (another algorithm or key is refused).
+//! key; the algorithm is pinned (another algorithm or key is refused); the public key used
+//! before a rotation (`auth.previous_public_key_pem`) verifies its tokens while it is listed.
 
 use api::auth::{Claims, JwtVerifier};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -71,4 +72,50 @@ fn an_asymmetric_algorithm_without_a_public_key_is_a_config_error_naming_the_key
     s.auth.public_key_pem = "not a pem".into();
     let err = JwtVerifier::new(&s).unwrap_err().to_string();
     assert!(err.contains("ES256"), "{err}");
+}
+
+#[test]
+fn the_previous_public_key_verifies_its_tokens_while_it_is_listed() {
+    let old_private = EncodingKey::from_ed_pem(key("ed-previous.pem").as_bytes()).unwrap();
+    let new_private = EncodingKey::from_ed_pem(key("ed.pem").as_bytes()).unwrap();
+    let mut rotating = settings("EdDSA", &key("ed.pub"));
+    rotating.auth.previous_public_key_pem = key("ed-previous.pub");
+    rotating.validate().unwrap();
+    let issued_before = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims(&rotating),
+        &old_private,
+    )
+    .unwrap();
+    let issued_now = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims(&rotating),
+        &new_private,
+    )
+    .unwrap();
+
+    let verifier = JwtVerifier::new(&rotating).unwrap();
+    assert_eq!(verifier.verify(&issued_before).unwrap().sub, "customer-9");
+    assert_eq!(verifier.verify(&issued_now).unwrap().sub, "customer-9");
+
+    let rotated = JwtVerifier::new(&settings("EdDSA", &key("ed.pub"))).unwrap();
+    assert!(rotated.verify(&issued_now).is_ok());
+    let refused = rotated.verify(&issued_before).unwrap_err().to_string();
+    assert!(refused.contains("signature is invalid"), "{refused}");
+}
+
+#[test]
+fn a_previous_public_key_that_does_not_parse_or_goes_with_hs256_is_a_config_error() {
+    let mut s = settings("EdDSA", &key("ed.pub"));
+    s.auth.previous_public_key_pem = key("rsa.pub");
+    let err = JwtVerifier::new(&s).unwrap_err().to_string();
+    assert!(
+        err.contains("auth.previous_public_key_pem") && err.contains("EdDSA"),
+        "{err}"
+    );
+
+    let mut hs = domain::Settings::defaults().unwrap();
+    hs.auth.previous_public_key_pem = key("ed-previous.pub");
+    let err = hs.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.previous_public_key_pem"), "{err}");
 }

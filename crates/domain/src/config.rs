@@ -300,6 +300,10 @@ pub struct AuthSettings {
     pub previous_hs256_secrets: SecretString,
     /// PEM public key for asymmetric algorithms.
     pub public_key_pem: String,
+    /// The PEM public key used before (asymmetric algorithms): tokens its private key signed
+    /// still verify until they expire, so the SaaS can switch keys without logging callers
+    /// out.
+    pub previous_public_key_pem: String,
     /// Required issuer.
     pub issuer: String,
     /// Required audience of customer tokens.
@@ -735,6 +739,12 @@ impl Settings {
             return bad(
                 "auth.hs256_secret",
                 "must be at least 32 bytes for HS256".into(),
+            );
+        }
+        if self.auth.algorithm == "HS256" && !self.auth.previous_public_key_pem.trim().is_empty() {
+            return bad(
+                "auth.previous_public_key_pem",
+                "only with an asymmetric auth.algorithm (RS256, ES256, EdDSA)".into(),
             );
         }
         let previous = self.previous_hs256_secrets();
