@@ -10,7 +10,7 @@ use domain::sealed::Sealer;
 use domain::webhooks::NewEndpoint;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use testkit::harness::{harness, instagram, order};
+use testkit::harness::{Harness, harness, instagram, order};
 
 fn reseal(pool: &PgPool, key: &str, previous: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reseller"))
@@ -24,6 +24,16 @@ fn reseal(pool: &PgPool, key: &str, previous: &str) -> Output {
         .unwrap()
 }
 
+/// The credentials key the harness sealed with (the one about to become previous).
+fn current_key(h: &Harness) -> String {
+    h.ctx
+        .settings
+        .security
+        .credentials_key
+        .expose_secret()
+        .to_owned()
+}
+
 async fn stored(pool: &PgPool) -> Vec<u8> {
     sqlx::query_scalar("SELECT pending_config FROM instances")
         .fetch_one(pool)
@@ -34,13 +44,7 @@ async fn stored(pool: &PgPool) -> Vec<u8> {
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn reseal_moves_stored_credentials_to_the_new_key(pool: PgPool) {
     let h = harness(pool.clone()).await;
-    let old = h
-        .ctx
-        .settings
-        .security
-        .credentials_key
-        .expose_secret()
-        .to_owned();
+    let old = current_key(&h);
     let instance = order(&h, "rotating", "instagram-manager", instagram()).await;
     let new = Sealer::generate_key();
 
@@ -90,13 +94,7 @@ async fn stored_secrets(pool: &PgPool) -> (Vec<u8>, Option<Vec<u8>>) {
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn reseal_moves_webhook_secrets_to_the_new_key(pool: PgPool) {
     let h = harness(pool.clone()).await;
-    let old = h
-        .ctx
-        .settings
-        .security
-        .credentials_key
-        .expose_secret()
-        .to_owned();
+    let old = current_key(&h);
     let mut webhooks = h.ctx.settings.webhooks.clone();
     webhooks.allow_private_targets = true;
     let ops = Actor {
