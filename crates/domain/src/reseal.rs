@@ -107,3 +107,72 @@ async fn reseal_webhook_secrets(
         }
     }
 }
+
+/// Where the values sealed with the credentials key stand (`reseller doctor`): whether the
+/// previous keys can be dropped, and anything no configured key opens.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SealSurvey {
+    /// Values under the current key.
+    pub current: usize,
+    /// Values only a previous key opens (`reseller reseal` moves them).
+    pub previous: usize,
+    /// What no configured key opens, named (`instance <id>`, `webhook endpoint <id>`).
+    pub unopenable: Vec<String>,
+}
+
+/// Reads every pending config and webhook secret (they are few: a pending config lives until
+/// Wiro has it) and sorts them by the key that opens them. Reads only, takes no lock.
+///
+/// # Errors
+/// Database errors.
+pub async fn survey(pool: &PgPool, sealer: &Sealer) -> Result<SealSurvey> {
+    let mut survey = SealSurvey::default();
+    let mut after = InstanceId(uuid::Uuid::nil());
+    loop {
+        let page = instances::pending_configs_after(pool, after, PAGE).await?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = *last;
+        for (id, sealed) in page {
+            let opened = sealer.open(id, &sealed).map(drop);
+            survey.judge(sealer, &sealed, &opened, || format!("instance {id}"));
+        }
+    }
+    let mut after = uuid::Uuid::nil();
+    loop {
+        let page = webhooks::secrets_after(pool, after, PAGE).await?;
+        let Some((last, ..)) = page.last() else {
+            break;
+        };
+        after = *last;
+        for (id, secret, previous) in page {
+            for sealed in std::iter::once(secret).chain(previous) {
+                let opened = sealer.open_secret(id, &sealed).map(drop);
+                survey.judge(sealer, &sealed, &opened, || {
+                    format!("webhook endpoint {id}")
+                });
+            }
+        }
+    }
+    Ok(survey)
+}
+
+impl SealSurvey {
+    /// Counts one value by what opened it (`opened`: its opening with every configured key).
+    fn judge(
+        &mut self,
+        sealer: &Sealer,
+        sealed: &[u8],
+        opened: &Result<()>,
+        owner: impl FnOnce() -> String,
+    ) {
+        if opened.is_err() {
+            self.unopenable.push(owner());
+        } else if sealer.is_current(sealed) {
+            self.current += 1;
+        } else {
+            self.previous += 1;
+        }
+    }
+}

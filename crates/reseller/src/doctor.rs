@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::Settings;
+use domain::sealed::Sealer;
 use serde::Serialize;
 use sqlx::PgPool;
 use wiro_client::{Error as WiroCallError, WiroError};
@@ -112,6 +113,9 @@ async fn examine(days: i64) -> Report {
     );
     report.push("jwt", jwt(&settings, dev_secret));
     if let Some(pool) = database(&settings, &mut report).await {
+        if let Ok(sealer) = runtime::sealer(&settings) {
+            report.push("sealed_values", sealed_values(&pool, &sealer).await);
+        }
         if let Ok(forecast) = domain::forecast::forecast(&pool, days, None).await {
             report.forecast = Some(ForecastSummary {
                 days,
@@ -164,6 +168,32 @@ fn jwt(settings: &Settings, dev_secret: bool) -> Result<String, String> {
         )
     } else {
         "HS256: a token minted with auth.hs256_secret verifies (iss, aud, lifetime)".into()
+    })
+}
+
+/// Every value sealed with the credentials key opens, and whether the previous keys are still
+/// needed.
+async fn sealed_values(pool: &PgPool, sealer: &Sealer) -> Result<String, String> {
+    let survey = domain::reseal::survey(pool, sealer)
+        .await
+        .map_err(|e| format!("cannot read them: {e}"))?;
+    if let Some(first) = survey.unopenable.first() {
+        return Err(format!(
+            "{} sealed value(s) open with no configured key (the first: {first}): list the key \
+             they were sealed with in security.previous_credentials_keys",
+            survey.unopenable.len()
+        ));
+    }
+    Ok(match survey.previous {
+        0 => format!(
+            "all {} sealed value(s) use the current key; no previous key is needed",
+            survey.current
+        ),
+        n => format!(
+            "{n} of {} sealed value(s) open only with a previous key: run `reseller reseal` \
+             before removing it from security.previous_credentials_keys",
+            n + survey.current
+        ),
     })
 }
 

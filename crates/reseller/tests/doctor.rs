@@ -100,6 +100,7 @@ async fn a_healthy_setup_passes_every_check_and_shows_the_forecast(pool: PgPool)
         "jwt",
         "database",
         "migrations",
+        "sealed_values",
         "wiro",
         "team",
         "clock",
@@ -229,5 +230,65 @@ async fn migrate_check_fails_on_an_unmigrated_database_and_waits_for_the_migrati
     assert!(
         String::from_utf8_lossy(&output.stdout)
             .contains("every migration of this release is applied")
+    );
+}
+
+/// The report with `current` as the credentials key and `previous` as the previous ones.
+async fn with_keys(pool: &PgPool, sim: &SimServer, current: &str, previous: &str) -> (Value, bool) {
+    let keys = [
+        ("RESELLER_SECURITY__CREDENTIALS_KEY", current),
+        ("RESELLER_SECURITY__PREVIOUS_CREDENTIALS_KEYS", previous),
+    ];
+    doctor(pool, sim, &keys).await
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn sealed_values_say_whether_the_previous_credentials_key_is_still_needed(pool: PgPool) {
+    let sim = sim().await;
+    let old = Sealer::generate_key();
+    let new = Sealer::generate_key();
+    let mut webhooks = domain::Settings::defaults().unwrap().webhooks;
+    webhooks.allow_private_targets = true;
+    let (endpoint, _) = domain::webhooks::create_endpoint(
+        &pool,
+        &Sealer::from_base64(&old).unwrap(),
+        &webhooks,
+        domain::webhooks::NewEndpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            event_types: None,
+            description: None,
+        },
+        domain::orders::Actor {
+            name: "ops:doctor",
+            request_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (report, _) = with_keys(&pool, &sim, &new, &old).await;
+    let (ok, detail) = check(&report, "sealed_values");
+    assert!(ok, "{report:#}");
+    assert!(
+        detail.contains("1 of 1 sealed value(s) open only with a previous key")
+            && detail.contains("reseller reseal"),
+        "{detail}"
+    );
+
+    let (report, ok) = with_keys(&pool, &sim, &new, "").await;
+    assert!(!ok);
+    let (passed, detail) = check(&report, "sealed_values");
+    assert!(!passed);
+    assert!(
+        detail.contains(&format!("webhook endpoint {}", endpoint.id))
+            && detail.contains("security.previous_credentials_keys"),
+        "{detail}"
+    );
+
+    let (report, _) = with_keys(&pool, &sim, &old, "").await;
+    let (ok, detail) = check(&report, "sealed_values");
+    assert!(ok, "{report:#}");
+    assert!(
+        detail.contains("all 1 sealed value(s) use the current key"),
+        "{detail}"
     );
 }

@@ -897,6 +897,25 @@ pub async fn with_pending_config(
     .await?)
 }
 
+/// A page of sealed pending configs after `after`, in id order (`reseal::survey`).
+///
+/// # Errors
+/// Database errors.
+pub async fn pending_configs_after(
+    conn: impl PgExecutor<'_>,
+    after: InstanceId,
+    limit: i64,
+) -> Result<Vec<(InstanceId, Vec<u8>)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, pending_config FROM instances WHERE pending_config IS NOT NULL AND id > $1
+          ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// The sealed pending config of `id`, the row locked for the transaction.
 ///
 /// # Errors

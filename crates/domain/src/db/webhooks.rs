@@ -185,6 +185,26 @@ pub async fn endpoint_ids_after(
     )
 }
 
+/// A page of endpoints' sealed secrets (id, current, previous) after `after`, in id order
+/// (`reseal::survey`).
+///
+/// # Errors
+/// Database errors.
+pub async fn secrets_after(
+    conn: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<(Uuid, Vec<u8>, Option<Vec<u8>>)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, secret, previous_secret FROM webhook_endpoints WHERE id > $1
+          ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// The sealed secrets of endpoint `id` (current, previous), the row locked for the
 /// transaction; `None` when it was deleted.
 ///
