@@ -206,6 +206,11 @@ impl Simulator {
         CallInFlight(self.clone())
     }
 
+    /// The `/v1` calls being answered now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.inner.calls_in_flight.load(Ordering::SeqCst)
+    }
+
     /// The most `/v1` calls this simulator has answered at once: a client's concurrency as the
     /// upstream sees it.
     pub fn most_calls_in_flight(&self) -> usize {

@@ -13,8 +13,9 @@
 //! per order; then, beside it, the same calls alone (see `calls_alone`): each order's Deploy,
 //! Update, Start and Detail through the same client and limit against a fresh simulator, no
 //! database — what this machine's client and simulator allow. `BENCH_TIMELINE=1` adds when the
-//! first Deploy intent was written, how long an order took from its intent to Running, and the
-//! calls' mean time and how many were out on average; `BENCH_TABLE_STATS=1` the database work
+//! first Deploy intent was written, how long an order took from its intent to Running, how many
+//! calls were out at the simulator over each tenth of the wall and over the first 250 ms (where
+//! the limit stood part empty), and the calls' mean time and how many were out on average; `BENCH_TABLE_STATS=1` the database work
 //! per order (rows per table, and our PL/pgSQL triggers' calls and time).
 
 mod common;
@@ -78,6 +79,9 @@ async fn main() -> anyhow::Result<()> {
     let busy_before = machine_busy_seconds();
     let own_before = own_busy_seconds();
     let submitted = Instant::now();
+    let sampler = std::env::var_os("BENCH_TIMELINE")
+        .is_some()
+        .then(|| sample_in_flight(sim.sim().clone(), submitted));
     domain::orders::submit_batch(
         &pool,
         &sealer,
@@ -107,6 +111,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = submitted.elapsed();
+    let in_flight = match sampler {
+        Some((stop, samples)) => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Some(samples.await?)
+        }
+        None => None,
+    };
     let busy = machine_busy_seconds() - busy_before;
     let own = own_busy_seconds() - own_before;
     let _ = stop.send(());
@@ -191,6 +202,20 @@ async fn main() -> anyhow::Result<()> {
              Running at {last_running:.0} ms; an order from intent to Running p50 {p50:.0} ms, \
              p90 {p90:.0} ms"
         );
+        // The calls out at the simulator, sampled every millisecond: their mean over each
+        // tenth of the wall, and over the first 250 ms by 10 ms, shows where the limit stood
+        // part empty.
+        if let Some(samples) = in_flight {
+            let tenth = (wall.as_millis() as u64).div_ceil(10).max(1);
+            println!(
+                "calls out by tenth     {} (at the simulator, sampled every ms)",
+                means_by(&samples, tenth, 10)
+            );
+            println!(
+                "calls out by 10 ms     {} (the first 250 ms: the batch commits, the chunks begin)",
+                means_by(&samples, 10, 25)
+            );
+        }
         // The calls themselves, as the client timed them (from its turn under the limit to the
         // answer decoded): their mean, and how many were out on average over the wall.
         let (held, count) = upstream_time();
@@ -253,6 +278,51 @@ async fn main() -> anyhow::Result<()> {
         println!("transactions per order (whole run) {:.1}", per(xacts));
     }
     scratch.drop_now().await
+}
+
+/// Samples the calls out at `sim` about every millisecond from `since` until told to stop:
+/// (ms after `since`, calls out).
+fn sample_in_flight(
+    sim: wiro_sim::Simulator,
+    since: Instant,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<Vec<(u64, usize)>>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let told = stop.clone();
+    let samples = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval_at(since.into(), Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while !told.load(std::sync::atomic::Ordering::Relaxed) {
+            let at = tick.tick().await;
+            samples.push((
+                at.duration_since(since.into()).as_millis() as u64,
+                sim.calls_in_flight(),
+            ));
+        }
+        samples
+    });
+    (stop, samples)
+}
+
+/// The samples' mean calls out in each of the first `buckets` spans of `span_ms`, rounded.
+fn means_by(samples: &[(u64, usize)], span_ms: u64, buckets: u64) -> String {
+    (0..buckets)
+        .map(|bucket| {
+            let (sum, n) = samples
+                .iter()
+                .filter(|(at, _)| at / span_ms == bucket)
+                .fold((0, 0), |(sum, n), (_, out)| (sum + out, n + 1));
+            if n == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", sum as f64 / f64::from(n))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The bound the machine sets, measured: `orders` times Deploy → Update → Start → Detail (the
