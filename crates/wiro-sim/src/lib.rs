@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod faults;
 mod http;
+mod latency;
 pub mod money;
 mod simulator;
 pub mod state;

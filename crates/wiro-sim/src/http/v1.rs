@@ -24,7 +24,7 @@ pub(super) async fn handle(
     let _in_flight = sim.call_begins();
     let plan = sim.faults().plan(endpoint);
     if plan.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
+        crate::latency::wait(Duration::from_millis(plan.latency_ms)).await;
     }
     sim.count_call(endpoint);
     if let Some(delay) = plan.late_apply_ms {
