@@ -216,6 +216,7 @@ async fn database(settings: &Settings, report: &mut Report) -> Option<PgPool> {
             Err(format!("the database refused a query: {e}")),
         ),
     };
+    report.push("database_clock", database_clock(&pool).await);
     let migrated = match domain::pending_migrations(&pool).await {
         Ok(missing) if missing.is_empty() => report.push(
             "migrations",
@@ -233,6 +234,51 @@ async fn database(settings: &Settings, report: &mut Report) -> Option<PgPool> {
         Err(e) => report.push("migrations", Err(format!("cannot read them: {e}"))),
     };
     migrated.then_some(pool)
+}
+
+/// This machine's clock against the database's. Jobs are due at a `run_at` written from the
+/// enqueuing process's clock and taken when the database's clock reaches it (apalis), so a
+/// process whose clock runs ahead makes every job it enqueues wait that long; one behind makes
+/// the queue-wait metric read high and retries come early. (Leases, deadlines and the business
+/// clock are read from the database's clock alone.)
+async fn database_clock(pool: &PgPool) -> Result<String, String> {
+    let before = Utc::now();
+    let theirs: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("cannot read the database's clock: {e}"))?;
+    judge_database_clock(before, theirs, Utc::now())
+}
+
+/// The most the two clocks may differ: apalis's `run_at` is in whole seconds.
+const DATABASE_SKEW_ALLOWED: chrono::Duration = chrono::Duration::seconds(1);
+
+/// Judges the database's clock `theirs`, read between `before` and `after` on ours: the skew
+/// is what lies outside that window (the round trip is not held against either clock).
+fn judge_database_clock(
+    before: DateTime<Utc>,
+    theirs: DateTime<Utc>,
+    after: DateTime<Utc>,
+) -> Result<String, String> {
+    let ahead = before - theirs;
+    let behind = theirs - after;
+    let seconds = |d: chrono::Duration| d.num_milliseconds() as f64 / 1000.0;
+    if ahead > DATABASE_SKEW_ALLOWED {
+        Err(format!(
+            "this machine's clock is {:.1} s ahead of the database's: every job it enqueues waits \
+             that long before a worker takes it; sync the clocks (NTP)",
+            seconds(ahead)
+        ))
+    } else if behind > DATABASE_SKEW_ALLOWED {
+        Err(format!(
+            "this machine's clock is {:.1} s behind the database's: the queue-wait metric reads \
+             high and the retries it schedules come early; sync the clocks (NTP)",
+            seconds(behind)
+        ))
+    } else {
+        let skew = ahead.max(behind).max(chrono::Duration::zero());
+        Ok(format!("within {:.1} s of the database's", seconds(skew)))
+    }
 }
 
 /// Reachability and authentication (MyAgents, personal context), the team (MyAgents with the
@@ -404,4 +450,37 @@ fn render(report: &Report) -> anyhow::Result<String> {
         }
     )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    #[test]
+    fn a_read_inside_the_round_trip_is_no_skew() {
+        assert_eq!(
+            judge_database_clock(at(0), at(40), at(80)),
+            Ok("within 0.0 s of the database's".to_owned())
+        );
+        assert!(judge_database_clock(at(0), at(-900), at(80)).is_ok());
+        assert!(judge_database_clock(at(0), at(1_000), at(5)).is_ok());
+    }
+
+    #[test]
+    fn a_clock_ahead_says_jobs_wait_and_one_behind_says_retries_come_early() {
+        let ahead = judge_database_clock(at(0), at(-2_500), at(10)).unwrap_err();
+        assert!(
+            ahead.contains("2.5 s ahead") && ahead.contains("waits"),
+            "{ahead}"
+        );
+        let behind = judge_database_clock(at(0), at(3_010), at(10)).unwrap_err();
+        assert!(
+            behind.contains("3.0 s behind") && behind.contains("early"),
+            "{behind}"
+        );
+    }
 }

@@ -99,6 +99,7 @@ async fn a_healthy_setup_passes_every_check_and_shows_the_forecast(pool: PgPool)
         "credentials_key",
         "jwt",
         "database",
+        "database_clock",
         "migrations",
         "sealed_values",
         "wiro",
