@@ -97,7 +97,10 @@ async fn record_chunk(
     for (op, order, agent) in deployed {
         let outcome = match recorded.remove(&order.id) {
             Some(row) => {
-                tracing::info!(instance = %order.id, wiro_guid = %agent.guid, operation = %op.id, "deployed");
+                // The same two lines a single order's settlement logs (`protocol::settle_written`,
+                // `super::record`), so a search for either finds a batch's orders too.
+                tracing::info!(operation = %op.id, kind = %op.kind, state = %OperationState::Succeeded, "operation settled");
+                tracing::info!(instance = %order.id, wiro_guid = %agent.guid, state = %OperationState::Succeeded, "deployed");
                 Deployed::Done(Some(Box::new(row)))
             }
             None => {
