@@ -1,7 +1,8 @@
 //! Spending limits and request rates: an order or a billing action over a customer's limit is
 //! refused before anything is charged (409 `limit_exceeded`, naming the limit), ops can read
 //! and change a customer's limits, charges we cannot refuse raise an alert, and a customer
-//! over its request rate gets 429 with `Retry-After` without slowing anyone else.
+//! over its request rate gets 429 with `Retry-After` without slowing anyone else, however many
+//! API processes serve it.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -251,4 +252,80 @@ async fn a_customer_over_its_request_rate_gets_429_with_retry_after(pool: PgPool
     let other = app.customer_token("quiet");
     let theirs = app.patch(path, &other, &patch).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn the_request_rate_is_the_deployments_however_many_api_processes_serve_it(pool: PgPool) {
+    let tweak = |s: &mut domain::Settings| {
+        s.limits.mutations_per_minute = 1;
+        s.limits.mutation_burst = 6;
+    };
+    let sim = || wiro_sim::SimConfig::with_account(testkit::WIRO_KEY, 100_000.0);
+    let first = spawn_app_with(pool.clone(), sim(), tweak, false).await;
+    let second = spawn_app_with(pool, sim(), tweak, false).await;
+    // Each counts the other at its next heartbeat (every 2 s).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while first.rate_limits.replicas() != 2 || second.rate_limits.replicas() != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two API processes did not count each other: {} and {}",
+            first.rate_limits.replicas(),
+            second.rate_limits.replicas()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A customer spreading its requests over both (as a load balancer would) gets the burst of
+    // 6 in all, 3 from each, not 6 from each.
+    let patch = json!({"title": "renamed"});
+    let path = "/v1/agents/00000000-0000-0000-0000-000000000000";
+    let mut answered = Vec::new();
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        // Each test app signs with its own secret: the same customer, each app's token.
+        let token = app.customer_token("spread");
+        answered.push(app.patch(path, &token, &patch).await.status);
+    }
+    let within = answered
+        .iter()
+        .filter(|s| **s == StatusCode::NOT_FOUND)
+        .count();
+    let refused = answered
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((within, refused), (6, 6), "{answered:?}");
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_api_process_that_stopped_saying_it_is_alive_stops_counting(pool: PgPool) {
+    use domain::db::replicas::heartbeat;
+    let live = std::time::Duration::from_secs(6);
+    assert_eq!(heartbeat(&pool, "a", live).await.unwrap(), 1);
+    assert_eq!(heartbeat(&pool, "b", live).await.unwrap(), 2);
+    assert_eq!(
+        heartbeat(&pool, "a", live).await.unwrap(),
+        2,
+        "a counts once"
+    );
+    // b falls silent: after the live window it no longer counts; after a minute it is gone.
+    sqlx::query(
+        "UPDATE api_replicas SET seen_at = now() - interval '10 seconds' WHERE member = 'b'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(heartbeat(&pool, "a", live).await.unwrap(), 1);
+    sqlx::query(
+        "UPDATE api_replicas SET seen_at = now() - interval '2 minutes' WHERE member = 'b'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(heartbeat(&pool, "a", live).await.unwrap(), 1);
+    let members: Vec<String> = sqlx::query_scalar("SELECT member FROM api_replicas")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(members, vec!["a".to_owned()]);
 }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use crate::runtime;
 
-/// Binds and starts the API; returns it and its address.
+/// Binds and starts the API (and its share of the request rates); returns it and its address.
 ///
 /// # Errors
 /// When the address cannot be bound or the state cannot be built.
@@ -21,11 +21,14 @@ pub fn start_api(
     let listener = TcpListener::bind(settings.api.listen)
         .with_context(|| format!("cannot listen on {} (api.listen)", settings.api.listen))?;
     let addr = listener.local_addr()?;
-    let app = api::Application::build(
-        runtime::api_state(settings, pool)?,
-        listener,
-        settings.api.workers,
-    )?;
+    let state = runtime::api_state(settings, pool)?;
+    // The request rates are the deployment's: this process takes its part of them.
+    tokio::spawn(api::rate_limits::share_across_replicas(
+        pool.clone(),
+        state.services.worker_name.to_string(),
+        state.rate_limits.clone(),
+    ));
+    let app = api::Application::build(state, listener, settings.api.workers)?;
     Ok((app, addr))
 }
 

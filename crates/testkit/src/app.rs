@@ -24,6 +24,8 @@ pub struct TestApp {
     pub metrics_address: String,
     /// The test database.
     pub pool: PgPool,
+    /// The app's request buckets (how many apps share them: `replicas()`).
+    pub rate_limits: Arc<api::rate_limits::RateLimits>,
     /// Upstream.
     pub sim: SimServer,
     /// Settings in use.
@@ -147,12 +149,20 @@ async fn spawn(
     domain::pricing::sync_from_config(&pool, &settings.pricing)
         .await
         .expect("price list");
+    let rate_limits = Arc::new(api::rate_limits::RateLimits::new(&settings.limits));
+    // As `reseller api` does: this app takes its part of the request rates among the apps on
+    // the test's database (each under a name of its own).
+    tokio::spawn(api::rate_limits::share_across_replicas(
+        pool.clone(),
+        format!("api-test-{}", operations::unique_worker_name("")),
+        rate_limits.clone(),
+    ));
     let state = AppState {
         pool: pool.clone(),
         services: crate::services_shared(&pool, &settings, "api-test"),
         jwt: JwtVerifier::new(&settings).expect("jwt"),
         catalog: Arc::new(CatalogCache::new(settings.api.catalog_cache_ttl)),
-        rate_limits: Arc::new(api::rate_limits::RateLimits::new(&settings.limits)),
+        rate_limits: rate_limits.clone(),
         settings: settings.clone(),
     };
     let app = Application::build(state, listener, 1).expect("app");
@@ -166,6 +176,7 @@ async fn spawn(
     TestApp {
         address,
         metrics_address,
+        rate_limits,
         pool,
         sim,
         settings,

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod operations;
 pub mod pricing;
 pub mod queue;
+pub mod replicas;
 pub mod retention;
 pub mod topups;
 pub mod upstream;

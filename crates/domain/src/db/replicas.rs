@@ -1,0 +1,31 @@
+//! The live API processes (`api_replicas`): how many share the per-customer request rates.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+/// Records that `member` is alive, forgets members silent for a minute, and returns how many
+/// wrote within `live` (`member` included), in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn heartbeat(pool: &PgPool, member: &str, live: Duration) -> Result<usize> {
+    // The statement's snapshot does not see its own insert: `member` is counted apart.
+    let others: i64 = sqlx::query_scalar(
+        "WITH seen AS (
+             INSERT INTO api_replicas (member) VALUES ($1)
+             ON CONFLICT (member) DO UPDATE SET seen_at = now()
+         ), gone AS (
+             DELETE FROM api_replicas WHERE seen_at < now() - interval '1 minute'
+         )
+         SELECT count(*) FROM api_replicas
+         WHERE member <> $1 AND seen_at > now() - make_interval(secs => $2)",
+    )
+    .bind(member)
+    .bind(live.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    Ok(usize::try_from(others).unwrap_or(0) + 1)
+}
