@@ -295,6 +295,23 @@ async fn the_request_rate_is_the_deployments_however_many_api_processes_serve_it
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!((within, refused), (6, 6), "{answered:?}");
+
+    // When one stops, the other takes the whole rate back once the stopped one's last
+    // heartbeat is older than the live window (6 s).
+    drop(second);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while first.rate_limits.replicas() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stopped process still counts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = first.customer_token("spread");
+    for _ in 0..6 {
+        let within = first.patch(path, &token, &patch).await;
+        assert_eq!(within.status, StatusCode::NOT_FOUND, "{:?}", within.body);
+    }
 }
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]

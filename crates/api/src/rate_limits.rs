@@ -121,6 +121,42 @@ impl RateLimits {
     }
 }
 
+/// This process's place among the API processes sharing the rates: its heartbeat runs until
+/// [`Replica::leave`] (or until dropped, when the others stop counting it after
+/// [`REPLICA_LIVE`]).
+#[derive(Debug)]
+pub struct Replica {
+    pool: PgPool,
+    member: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Replica {
+    /// Starts sharing `limits` as `member` ([`share_across_replicas`]).
+    pub fn join(pool: &PgPool, member: String, limits: Arc<RateLimits>) -> Self {
+        let heartbeat = tokio::spawn(share_across_replicas(pool.clone(), member.clone(), limits));
+        Self {
+            pool: pool.clone(),
+            member,
+            heartbeat,
+        }
+    }
+
+    /// Stops the heartbeat and hands this process's part back at once.
+    pub async fn leave(self) {
+        self.heartbeat.abort();
+        if let Err(e) = domain::db::replicas::leave(&self.pool, &self.member).await {
+            tracing::warn!(error = %e, "could not leave the API processes' count; it lapses on its own");
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
 /// Keeps `limits` shared among the API processes alive: says every [`REPLICA_PERIOD`] that
 /// `member` (this process, a name no other uses) is alive and counts those that said so within
 /// [`REPLICA_LIVE`]. Runs for the life of the process; when it stops, the others stop counting

@@ -10,26 +10,31 @@ use sqlx::PgPool;
 
 use crate::runtime;
 
-/// Binds and starts the API (and its share of the request rates); returns it and its address.
+/// Binds and starts the API; returns it, its address and its place among the API processes
+/// sharing the request rates (leave it when the API has stopped).
 ///
 /// # Errors
 /// When the address cannot be bound or the state cannot be built.
 pub fn start_api(
     settings: &Arc<Settings>,
     pool: &PgPool,
-) -> anyhow::Result<(api::Application, std::net::SocketAddr)> {
+) -> anyhow::Result<(
+    api::Application,
+    std::net::SocketAddr,
+    api::rate_limits::Replica,
+)> {
     let listener = TcpListener::bind(settings.api.listen)
         .with_context(|| format!("cannot listen on {} (api.listen)", settings.api.listen))?;
     let addr = listener.local_addr()?;
     let state = runtime::api_state(settings, pool)?;
     // The request rates are the deployment's: this process takes its part of them.
-    tokio::spawn(api::rate_limits::share_across_replicas(
-        pool.clone(),
+    let replica = api::rate_limits::Replica::join(
+        pool,
         state.services.worker_name.to_string(),
         state.rate_limits.clone(),
-    ));
+    );
     let app = api::Application::build(state, listener, settings.api.workers)?;
-    Ok((app, addr))
+    Ok((app, addr, replica))
 }
 
 /// Serves `/metrics` and `/healthz` on the internal address of `key` (`api.metrics_listen`,
@@ -83,7 +88,7 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     runtime::require_migrated(&pool).await?;
     // The configured price list is what the ledger's trigger prices charges with.
     domain::pricing::sync_from_config(&pool, &settings.pricing).await?;
-    let (app, addr) = start_api(&settings, &pool)?;
+    let (app, addr, replica) = start_api(&settings, &pool)?;
     let handle = app.handle();
     let metrics = start_metrics("api.metrics_listen", &settings.api.metrics_listen, &pool)?;
     println!("wiro-reseller API listening on http://{addr} (docs at http://{addr}/docs/)");
@@ -94,6 +99,7 @@ pub async fn api_only(settings: Settings) -> anyhow::Result<()> {
     runtime::shutdown_signal().await;
     handle.stop(true).await;
     server.await??;
+    replica.leave().await;
     if let Some((metrics, _)) = metrics {
         metrics.stop(true).await;
     }

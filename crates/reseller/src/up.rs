@@ -102,7 +102,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         settings.database.worker_acquire_timeout,
     )
     .await?;
-    let (app, addr) = serve::start_api(&settings, &pool)?;
+    let (app, addr, replica) = serve::start_api(&settings, &pool)?;
     let api = app.handle();
     // One process, one registry: the API's internal listener serves the worker's metrics too.
     let metrics = serve::start_metrics("api.metrics_listen", &settings.api.metrics_listen, &pool)?;
@@ -125,6 +125,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     api.stop(true).await;
     let _ = stop.send(true);
     server.await??;
+    replica.leave().await;
     worker.await??;
     if let Some((metrics, _)) = metrics {
         metrics.stop(true).await;

@@ -198,9 +198,19 @@ async fn two_apis_and_two_workers_provision_two_hundred_orders_once_each(pool: P
     // 4 batches of 50 in chunks of 8: 7 chunks each, each run at least once.
     assert!(jobs >= 28.0, "{jobs} chunk jobs");
 
+    // The two APIs share the request rates: each counts itself and the other (the workers
+    // take no part) and, stopped, hands its part back.
+    let replicas =
+        || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM api_replicas").fetch_one(&pool);
+    assert_eq!(replicas().await.unwrap(), 2);
     for child in &mut children {
         let status = terminate(&mut child.0);
         assert!(status.success(), "graceful exit on SIGTERM, got {status}");
     }
+    assert_eq!(
+        replicas().await.unwrap(),
+        0,
+        "each API left the count as it stopped"
+    );
     terminate(&mut sim.0);
 }

@@ -26,6 +26,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The app's request buckets (how many apps share them: `replicas()`).
     pub rate_limits: Arc<api::rate_limits::RateLimits>,
+    /// Its heartbeat among the apps on the database, stopped when the app is dropped.
+    _replica: api::rate_limits::Replica,
     /// Upstream.
     pub sim: SimServer,
     /// Settings in use.
@@ -152,11 +154,11 @@ async fn spawn(
     let rate_limits = Arc::new(api::rate_limits::RateLimits::new(&settings.limits));
     // As `reseller api` does: this app takes its part of the request rates among the apps on
     // the test's database (each under a name of its own).
-    tokio::spawn(api::rate_limits::share_across_replicas(
-        pool.clone(),
+    let replica = api::rate_limits::Replica::join(
+        &pool,
         format!("api-test-{}", operations::unique_worker_name("")),
         rate_limits.clone(),
-    ));
+    );
     let state = AppState {
         pool: pool.clone(),
         services: crate::services_shared(&pool, &settings, "api-test"),
@@ -177,6 +179,7 @@ async fn spawn(
         address,
         metrics_address,
         rate_limits,
+        _replica: replica,
         pool,
         sim,
         settings,

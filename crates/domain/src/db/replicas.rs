@@ -29,3 +29,16 @@ pub async fn heartbeat(pool: &PgPool, member: &str, live: Duration) -> Result<us
     .await?;
     Ok(usize::try_from(others).unwrap_or(0) + 1)
 }
+
+/// Forgets `member` (an API process shutting down: the others take its part back at their next
+/// heartbeat instead of after the live window).
+///
+/// # Errors
+/// Database errors.
+pub async fn leave(pool: &PgPool, member: &str) -> Result<()> {
+    sqlx::query("DELETE FROM api_replicas WHERE member = $1")
+        .bind(member)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
