@@ -229,6 +229,7 @@ async fn every_metric_the_dashboard_and_alert_rules_use_is_exported(pool: PgPool
         scrape.contains("workers_alive{queue=\"provision\"} 1"),
         "{scrape}"
     );
+    assert!(scrape.contains("\napi_replicas 1\n"), "{scrape}");
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let rules = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml")).unwrap();

@@ -27,9 +27,8 @@ const MAX_TRACKED: usize = 100_000;
 /// How often an API process says it is alive and counts the others.
 pub const REPLICA_PERIOD: Duration = Duration::from_secs(2);
 
-/// A process silent for longer than this no longer counts (three periods: one late heartbeat
-/// does not shrink everyone's share and grow it back).
-pub const REPLICA_LIVE: Duration = Duration::from_secs(6);
+/// A process silent for longer than this no longer counts.
+pub const REPLICA_LIVE: Duration = domain::db::replicas::LIVE;
 
 /// The buckets.
 #[derive(Debug)]

@@ -242,4 +242,9 @@ fn render_gauges(out: &mut String, g: &crate::db::gauges::Gauges) {
                 .map_or_else(|| "NaN".to_owned(), |cents| cents.to_string()),
         )],
     );
+    family(
+        "api_replicas",
+        "API processes sharing the per-customer request rates (each takes 1/N).",
+        &[(String::new(), g.api_replicas.to_string())],
+    );
 }

@@ -55,6 +55,8 @@ pub struct Gauges {
     /// The wallet balance Wiro last reported (in an open `Insufficient wallet balance`
     /// refusal); Wiro has no balance endpoint.
     pub wallet_available_cents: Option<i64>,
+    /// API processes sharing the per-customer request rates (`crate::db::replicas::live`).
+    pub api_replicas: i64,
 }
 
 /// Reads every gauge.
@@ -115,6 +117,7 @@ pub async fn read(pool: &PgPool) -> Result<Gauges> {
     )
     .fetch_optional(pool)
     .await?;
+    let api_replicas = crate::db::replicas::live(pool).await?;
     // Every known series is present (0 when nothing is there), so rules and panels see a zero
     // rather than no data.
     Ok(Gauges {
@@ -135,5 +138,6 @@ pub async fn read(pool: &PgPool) -> Result<Gauges> {
         workers_alive: with_zeros(workers_alive, QUEUES.iter().map(|q| (*q).to_owned())),
         wallet_due_cents,
         wallet_available_cents,
+        api_replicas,
     })
 }

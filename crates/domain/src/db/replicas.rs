@@ -6,6 +6,23 @@ use sqlx::PgPool;
 
 use crate::error::Result;
 
+/// A process silent for longer than this no longer counts (three of the API's 2 s heartbeats:
+/// one late heartbeat does not shrink everyone's share and grow it back).
+pub const LIVE: Duration = Duration::from_secs(6);
+
+/// The API processes heard from within [`LIVE`].
+///
+/// # Errors
+/// Database errors.
+pub async fn live(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM api_replicas WHERE seen_at > now() - make_interval(secs => $1)",
+    )
+    .bind(LIVE.as_secs_f64())
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Records that `member` is alive, forgets members silent for a minute, and returns how many
 /// wrote within `live` (`member` included), in one statement.
 ///
