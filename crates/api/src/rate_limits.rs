@@ -3,7 +3,7 @@
 //!
 //! The rates in `[limits]` are the deployment's: each API process keeps its buckets in memory
 //! and takes 1/N of every rate and burst, N the API processes alive now
-//! ([`share_across_replicas`], through `api_replicas`), so a customer spreading requests over
+//! ([`Replica`], through `api_replicas`), so a customer spreading requests over
 //! the replicas behind a load balancer gets no more than the configured rate in all. A change
 //! of N rebuilds the buckets (each customer's burst starts full again, at the new size).
 
@@ -158,9 +158,8 @@ impl Drop for Replica {
 
 /// Keeps `limits` shared among the API processes alive: says every [`REPLICA_PERIOD`] that
 /// `member` (this process, a name no other uses) is alive and counts those that said so within
-/// [`REPLICA_LIVE`]. Runs for the life of the process; when it stops, the others stop counting
-/// it within [`REPLICA_LIVE`]. Should the database not answer, the last count holds.
-pub async fn share_across_replicas(pool: PgPool, member: String, limits: Arc<RateLimits>) {
+/// [`REPLICA_LIVE`]. Should the database not answer, the last count holds.
+async fn share_across_replicas(pool: PgPool, member: String, limits: Arc<RateLimits>) {
     let mut tick = tokio::time::interval(REPLICA_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

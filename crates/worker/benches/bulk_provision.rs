@@ -60,18 +60,7 @@ async fn main() -> anyhow::Result<()> {
         slug: "email-assistant".into(),
         price_cents: 500,
     };
-    let config = PendingConfig::default();
-    let batch: Vec<BatchOrder> = (0..orders)
-        .map(|i| BatchOrder {
-            customer: format!("bench-{i}"),
-            order: Order {
-                plan: Plan::Starter,
-                title: format!("Bench {i}"),
-                config: config.clone(),
-            },
-            template: template.clone(),
-        })
-        .collect();
+    let batch = batch_of(orders, "bench", &template);
 
     // As under `reseller up`: the worker is running and idle when the batch comes, so its
     // start (pools, registration, listeners) is not in the figure.
@@ -305,6 +294,21 @@ async fn main() -> anyhow::Result<()> {
     scratch.drop_now().await
 }
 
+/// `orders` Starter orders of `template`, one customer each (`<prefix>-<i>`), no credentials.
+fn batch_of(orders: usize, prefix: &str, template: &ResolvedTemplate) -> Vec<BatchOrder> {
+    (0..orders)
+        .map(|i| BatchOrder {
+            customer: format!("{prefix}-{i}"),
+            order: Order {
+                plan: Plan::Starter,
+                title: format!("{prefix} {i}"),
+                config: PendingConfig::default(),
+            },
+            template: template.clone(),
+        })
+        .collect()
+}
+
 /// Submits a batch of `orders` orders of other customers and waits until all are Running.
 async fn warm_up(
     pool: &sqlx::PgPool,
@@ -312,17 +316,7 @@ async fn warm_up(
     template: &ResolvedTemplate,
     orders: usize,
 ) -> anyhow::Result<()> {
-    let batch: Vec<BatchOrder> = (0..orders)
-        .map(|i| BatchOrder {
-            customer: format!("warm-up-{i}"),
-            order: Order {
-                plan: Plan::Starter,
-                title: format!("Warm-up {i}"),
-                config: PendingConfig::default(),
-            },
-            template: template.clone(),
-        })
-        .collect();
+    let batch = batch_of(orders, "warm-up", template);
     let actor = Actor {
         name: "bench",
         request_id: None,
