@@ -15,8 +15,7 @@ use tokio::sync::oneshot;
 pub async fn wait(duration: Duration) {
     let (wake, woken) = oneshot::channel();
     TIMER.add(Instant::now() + duration, wake);
-    // The timer thread never drops a waker without sending; a send error (a caller that
-    // went away) is the caller's own business.
+    // Fails only for a waker dropped unsent, which the timer thread never does.
     let _ = woken.await;
 }
 
