@@ -24,9 +24,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use domain::model::{InstanceState, Plan};
-use domain::orders::{Actor, BatchOrder, Order, ResolvedTemplate};
-use domain::sealed::PendingConfig;
+use domain::model::InstanceState;
+use domain::orders::{Actor, ResolvedTemplate};
 use wiro_sim::FaultSpec;
 
 #[tokio::main]
@@ -60,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         slug: "email-assistant".into(),
         price_cents: 500,
     };
-    let batch = batch_of(orders, "bench", &template);
+    let batch = testkit::batch_of(&template, orders, "bench");
 
     // As under `reseller up`: the worker is running and idle when the batch comes, so its
     // start (pools, registration, listeners) is not in the figure.
@@ -294,21 +293,6 @@ async fn main() -> anyhow::Result<()> {
     scratch.drop_now().await
 }
 
-/// `orders` Starter orders of `template`, one customer each (`<prefix>-<i>`), no credentials.
-fn batch_of(orders: usize, prefix: &str, template: &ResolvedTemplate) -> Vec<BatchOrder> {
-    (0..orders)
-        .map(|i| BatchOrder {
-            customer: format!("{prefix}-{i}"),
-            order: Order {
-                plan: Plan::Starter,
-                title: format!("{prefix} {i}"),
-                config: PendingConfig::default(),
-            },
-            template: template.clone(),
-        })
-        .collect()
-}
-
 /// Submits a batch of `orders` orders of other customers and waits until all are Running.
 async fn warm_up(
     pool: &sqlx::PgPool,
@@ -316,7 +300,7 @@ async fn warm_up(
     template: &ResolvedTemplate,
     orders: usize,
 ) -> anyhow::Result<()> {
-    let batch = batch_of(orders, "warm-up", template);
+    let batch = testkit::batch_of(template, orders, "warm-up");
     let actor = Actor {
         name: "bench",
         request_id: None,
