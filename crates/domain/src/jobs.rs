@@ -28,8 +28,11 @@ pub const BULK_CHUNK_QUEUE: &str = "provision-bulk-chunk";
 /// Orders per [`ProvisionChunk`]. The chunk's orders share the Deploy's intent and settlement
 /// (one statement each instead of two transactions of five and seven statements per order) and
 /// the job's fetch, acknowledgement and read; a chunk holds its worker slot until its slowest
-/// order is running or rescheduled (`worker::provision::CHUNK_WAIT_RUNNING`).
-pub const BULK_CHUNK: usize = 8;
+/// order is running or rescheduled (`worker::provision::CHUNK_WAIT_RUNNING`). 16, not 8: the
+/// machine's CPU per order at concurrency 64 fell from 1.4 – 1.6 ms to 1.0 – 1.2 and the wall
+/// by 3 – 4 % (`BENCHMARKS.md`, "Stop 31"); its orders share one progress shard of their
+/// batch (`db::batches::insert`).
+pub const BULK_CHUNK: usize = 16;
 
 /// The chunks a worker runs at once: its bulk lane's upstream calls
 /// (`worker.provision_concurrency`) in whole chunks (at least one), half as many again, and

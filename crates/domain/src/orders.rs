@@ -195,7 +195,11 @@ pub async fn submit_batch(
             .map_err(|e| Error::Invalid(format!("items[{i}].customer: {e}")))?;
     }
     let mut tx = pool.begin().await?;
-    let Some(batch) = batches::insert(&mut *tx, key, actor.name, orders.len() as i32).await? else {
+    // A chunk's orders share a progress shard, so chunks' writes never deadlock on them.
+    let shard_span = jobs::BULK_CHUNK as i16;
+    let Some(batch) =
+        batches::insert(&mut *tx, key, actor.name, orders.len() as i32, shard_span).await?
+    else {
         drop(tx);
         let key = key.unwrap_or_default();
         let existing = batches::by_key(pool, key)

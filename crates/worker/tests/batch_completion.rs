@@ -1,10 +1,12 @@
 //! `batch.completed` is written exactly once, by the change that settles a batch's last order,
 //! however many orders settle at the same moment: the unsettled count lives in 64 shards (so a
-//! batch's last steps do not queue on one row lock), and a step that empties its shard checks
-//! every shard under the batch row's lock.
+//! batch's last steps do not queue on one row lock), a chunk's orders in one of them (so two
+//! chunks' set-based writes never lock shards in opposite orders), and a step that empties its
+//! shard checks every shard under the batch row's lock.
 
 use std::sync::Arc;
 
+use domain::jobs::BULK_CHUNK;
 use domain::model::Plan;
 use domain::orders::{Actor, BatchOrder, Order, ResolvedTemplate};
 use domain::sealed::PendingConfig;
@@ -147,6 +149,76 @@ async fn a_batch_with_one_order_left_is_not_complete(pool: PgPool) {
     assert!(completed(h.pool.clone()).await.is_none());
     settle(&h.pool, ids[ORDERS - 1]).await;
     assert!(completed(h.pool.clone()).await.is_some());
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_chunks_orders_are_counted_in_one_shard(pool: PgPool) {
+    let h = harness(pool).await;
+    let batch = submit(&h).await;
+    let shards: Vec<(i16, i32)> = sqlx::query_as(
+        "SELECT shard, unsettled FROM provisioning_batch_shards WHERE batch_id = $1 ORDER BY shard",
+    )
+    .bind(batch)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    let expected: Vec<(i16, i32)> = (0..ORDERS.div_ceil(BULK_CHUNK))
+        .map(|chunk| {
+            let orders = (ORDERS - chunk * BULK_CHUNK).min(BULK_CHUNK);
+            (chunk as i16, orders as i32)
+        })
+        .collect();
+    assert_eq!(shards, expected);
+}
+
+/// Two chunks whose last writes (each settling its orders in one statement) run at the same
+/// moment both commit. Each write updates its shard row once per order, and from the second
+/// update on (a row its own transaction wrote) Postgres checks the shard's foreign key, holding
+/// KEY SHARE on the batch row; each then empties its shard and locks the batch row to look for
+/// completion. With FOR UPDATE there each waited for the other's KEY SHARE until Postgres
+/// failed one as a deadlock, a second later (every chunk, once a chunk was a shard).
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn two_chunks_settling_at_once_both_commit(pool: PgPool) {
+    let h = harness(pool).await;
+    let batch = submit(&h).await;
+    let ids = orders_of(&h.pool, batch).await;
+    let (first, second) = (&ids[..BULK_CHUNK], &ids[BULK_CHUNK..2 * BULK_CHUNK]);
+    let mut a = h.pool.begin().await.unwrap();
+    let mut b = h.pool.begin().await.unwrap();
+    // All but each chunk's last order: their shard rows updated again and again.
+    settle_many(&mut a, &first[..BULK_CHUNK - 1]).await.unwrap();
+    settle_many(&mut b, &second[..BULK_CHUNK - 1])
+        .await
+        .unwrap();
+    // Then each chunk's last, at the same moment: each empties its shard.
+    let last = |mut tx: sqlx::Transaction<'static, sqlx::Postgres>, id: uuid::Uuid| async move {
+        settle_many(&mut tx, &[id]).await?;
+        tx.commit().await
+    };
+    let (a, b) = tokio::join!(
+        last(a, first[BULK_CHUNK - 1]),
+        last(b, second[BULK_CHUNK - 1])
+    );
+    a.expect("the first chunk's write");
+    b.expect("the second chunk's write");
+    let emptied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM provisioning_batch_shards
+         WHERE batch_id = $1 AND shard IN (0, 1) AND unsettled = 0",
+    )
+    .bind(batch)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(emptied, 2);
+}
+
+/// A chunk's write: one statement moves `ids` to `running`.
+async fn settle_many(conn: &mut sqlx::PgConnection, ids: &[uuid::Uuid]) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET state = 'running', version = version + 1 WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// One order's last step: its own transaction moves it to `running`.

@@ -41,7 +41,9 @@ pub struct BatchItem {
 }
 
 /// Inserts the batch unless `key` exists. `None` when the key was taken (by this or a
-/// concurrent submission).
+/// concurrent submission). `shard_span` consecutive positions share a progress shard: the
+/// batch's chunk size, so a chunk's orders settle in one shard (migration
+/// `20261202000002_batch_shard_span`).
 ///
 /// # Errors
 /// Database errors.
@@ -50,15 +52,18 @@ pub async fn insert(
     key: Option<&str>,
     created_by: &str,
     total: i32,
+    shard_span: i16,
 ) -> Result<Option<Batch>> {
     Ok(sqlx::query_as::<_, Batch>(
-        "INSERT INTO provisioning_batches (id, key, created_by, total) VALUES ($1, $2, $3, $4)
+        "INSERT INTO provisioning_batches (id, key, created_by, total, shard_span)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (key) DO NOTHING RETURNING id, key, created_by, total, created_at",
     )
     .bind(BatchId::new())
     .bind(key)
     .bind(created_by)
     .bind(total)
+    .bind(shard_span)
     .fetch_optional(conn)
     .await?)
 }
