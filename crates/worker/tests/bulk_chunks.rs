@@ -398,6 +398,41 @@ async fn a_chunk_starts_its_orders_together_but_never_a_suspended_customers(pool
 }
 
 #[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn an_orders_first_detail_does_not_wait_for_its_chunks_slowest_start(pool: PgPool) {
+    let h = harness(pool).await;
+    let chunk = submit(&h, BULK_CHUNK).await.remove(0);
+    // The chunk's first Start is held far longer than the test waits; the others are answered.
+    let mut held = FaultSpec::latency("UserAgent/Start", 600_000);
+    held.count = Some(1);
+    h.sim.sim().add_fault(held).unwrap();
+    let run = {
+        let (ctx, ids) = (h.ctx.clone(), chunk.instance_ids.clone());
+        tokio::spawn(async move { worker::provision::advance_chunk(&ctx, &ids).await })
+    };
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let details = || {
+        let calls = h.sim.sim().call_counts();
+        calls.get("UserAgent/Detail").copied().unwrap_or(0)
+    };
+    while details() < (BULK_CHUNK - 1) as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} Details while one Start was held",
+            details()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(details(), (BULK_CHUNK - 1) as u64);
+    assert_eq!(
+        h.sim.sim().calls_in_flight(),
+        1,
+        "the held Start is still out"
+    );
+    assert!(!run.is_finished());
+    run.abort();
+}
+
+#[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_batchs_calls_stay_within_provision_concurrency_while_one_chunk_more_runs(pool: PgPool) {
     let h = harness(pool).await;
     // Every call takes 30 ms: the chunks' calls overlap whenever the chunks do.

@@ -16,7 +16,7 @@ use domain::model::InstanceState;
 use operations::Services;
 use operations::deploy::chunk::deploy_chunk;
 use operations::observe::{FencedWrite, fenced_write};
-use wiro_client::models::AgentStatus;
+use wiro_client::models::{AgentStatus, UserAgent};
 
 use super::configure::{self, Configured};
 use super::start::{self, Action};
@@ -126,9 +126,10 @@ async fn configure_together(
 }
 
 /// The start step for every order of the chunk starting (`starting`, from the row configure
-/// recorded): the customers read in one statement, Start side by side, one Detail each side by
-/// side, and the orders it shows Running recorded in one fenced statement; any other goes on
-/// the single order's way from the Detail it got (waits, retries, failures).
+/// recorded): the customers read in one statement, each order's Start and then its first
+/// Detail side by side with the others', and the orders it shows Running recorded in one fenced
+/// statement; any other goes on the single order's way from the Detail it got (waits, retries,
+/// failures).
 async fn start_together(
     ctx: &Services,
     steps: Vec<(InstanceId, Step)>,
@@ -141,41 +142,42 @@ async fn start_together(
     }
     let customers: Vec<CustomerId> = rows.iter().map(|row| row.customer_id).collect();
     let active = customers::active_among(&ctx.pool, &customers).await?;
-    let begun = futures::future::join_all(rows.iter().map(|row| {
+    let active = &active;
+    // Each order's first Detail right after its own Start, not after the chunk's slowest Start:
+    // nothing is recorded between the two, so the chunk has no reason to wait there.
+    let begun = futures::future::join_all(rows.into_iter().map(|row| async move {
         let guid = row.wiro_guid.as_deref().unwrap_or_default();
-        start::begin(ctx, row, guid, active.contains(&row.customer_id))
-    }))
-    .await;
-    let mut polling = Vec::new();
-    for (row, begun) in rows.into_iter().zip(begun) {
-        match begun? {
-            Action::Finish(step) => steps.push((row.id, step)),
-            Action::Wait => polling.push(row),
-        }
-    }
-    let details = futures::future::join_all(polling.iter().map(|row| {
-        ctx.wiro
-            .detail(row.wiro_guid.as_deref().unwrap_or_default())
+        let begun = match start::begin(ctx, &row, guid, active.contains(&row.customer_id)).await {
+            Ok(Action::Wait) => Ok(Begun::Polled(Box::new(ctx.wiro.detail(guid).await))),
+            Ok(Action::Finish(step)) => Ok(Begun::Finished(step)),
+            Err(e) => Err(e),
+        };
+        (row, begun)
     }))
     .await;
     let mut together = Vec::new();
     let mut alone = Vec::new();
-    for (row, detail) in polling.iter().zip(details) {
-        match detail {
-            Ok(agent) if agent.status == AgentStatus::Running => {
-                match fenced_write(row, &agent, Change::to(InstanceState::Running)) {
-                    FencedWrite::Write(change) => together.push((row.id, row.version, *change)),
-                    _ => alone.push((row, Ok(agent))),
+    for (row, begun) in begun {
+        match begun? {
+            Begun::Finished(step) => steps.push((row.id, step)),
+            Begun::Polled(detail) => match *detail {
+                Ok(agent) if agent.status == AgentStatus::Running => {
+                    match fenced_write(&row, &agent, Change::to(InstanceState::Running)) {
+                        FencedWrite::Write(change) => {
+                            together.push((row.id, row.version, *change));
+                        }
+                        _ => alone.push((row, Ok(agent))),
+                    }
                 }
-            }
-            other => alone.push((row, other)),
+                detail => alone.push((row, detail)),
+            },
         }
     }
     let alone = futures::future::join_all(alone.into_iter().map(|(row, detail)| async move {
         let guid = row.wiro_guid.as_deref().unwrap_or_default();
         let step = match detail {
-            Ok(agent) => start::poll(ctx, row, guid, Some(agent)).await,
-            Err(e) => upstream_error(ctx, row, "start", &e).await,
+            Ok(agent) => start::poll(ctx, &row, guid, Some(agent)).await,
+            Err(e) => upstream_error(ctx, &row, "start", &e).await,
         };
         step.map(|step| (row.id, step))
     }))
@@ -185,6 +187,13 @@ async fn start_together(
     }
     steps.extend(write_together(ctx, together).await?);
     Ok(steps)
+}
+
+/// Where an order of [`start_together`] is after its Start: done with the step (waiting for
+/// nothing more, or gone another way), or its first Detail's answer.
+enum Begun {
+    Finished(Step),
+    Polled(Box<wiro_client::Result<UserAgent>>),
 }
 
 /// Splits off the orders whose step recorded a row that `at` picks (a step together starts from
