@@ -221,9 +221,7 @@ pub async fn submit_batch(
         .iter()
         .map(|o| new_instance(sealer, ids[&o.customer], &o.order, &o.template))
         .collect::<Result<Vec<_>>>()?;
-    instances::insert_many(&mut *tx, &rows).await?;
-    let items: Vec<(CustomerId, InstanceId)> = rows.iter().map(|r| (r.customer_id, r.id)).collect();
-    batches::insert_items(&mut *tx, batch.id, &items).await?;
+    instances::insert_batch(&mut *tx, batch.id, shard_span, &rows).await?;
     let instance_ids: Vec<InstanceId> = rows.iter().map(|r| r.id).collect();
     // The bulk lane, in chunks: customers' own orders and actions go first.
     jobs::enqueue_chunks(&mut tx, &instance_ids).await?;

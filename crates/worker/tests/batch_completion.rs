@@ -48,13 +48,22 @@ async fn submit(h: &Harness) -> uuid::Uuid {
 }
 
 async fn orders_of(pool: &PgPool, batch: uuid::Uuid) -> Vec<uuid::Uuid> {
-    sqlx::query_scalar(
-        "SELECT instance_id FROM provisioning_batch_items WHERE batch_id = $1 ORDER BY position",
+    sqlx::query_scalar("SELECT id FROM instances WHERE batch_id = $1 ORDER BY batch_position")
+        .bind(batch)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A listener, so the event is written (nothing is written where no endpoint listens).
+async fn listen_for_batches(pool: &PgPool) {
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, url, event_types, secret)
+         VALUES (gen_random_uuid(), 'https://hooks.example/batch', ARRAY['batch.completed'], '\\x00')",
     )
-    .bind(batch)
-    .fetch_all(pool)
+    .execute(pool)
     .await
-    .unwrap()
+    .unwrap();
 }
 
 async fn completed_events(pool: &PgPool) -> Vec<serde_json::Value> {
@@ -72,14 +81,7 @@ async fn completed_events(pool: &PgPool) -> Vec<serde_json::Value> {
 #[sqlx::test(migrator = "domain::MIGRATOR")]
 async fn a_batch_whose_orders_settle_all_at_once_completes_exactly_once(pool: PgPool) {
     let h = harness(pool).await;
-    // A listener, so the event is written (nothing is written where no endpoint listens).
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (id, url, event_types, secret)
-         VALUES (gen_random_uuid(), 'https://hooks.example/batch', ARRAY['batch.completed'], '\\x00')",
-    )
-    .execute(&h.pool)
-    .await
-    .unwrap();
+    listen_for_batches(&h.pool).await;
     let batch = submit(&h).await;
     let ids = orders_of(&h.pool, batch).await;
     assert_eq!(ids.len(), ORDERS);
@@ -228,4 +230,59 @@ async fn settle(pool: &PgPool, id: uuid::Uuid) {
         .execute(pool)
         .await
         .unwrap();
+}
+
+/// During a rollout the previous release's pods still submit batches their way (the orders'
+/// instances, then a row per order in `provisioning_batch_items`): such a batch is counted into
+/// its shards and marked on its instances, so its last order completes it (migration
+/// `20261202000003_batch_membership_on_instances`).
+#[sqlx::test(migrator = "domain::MIGRATOR")]
+async fn a_batch_the_previous_release_submits_completes(pool: PgPool) {
+    let h = harness(pool).await;
+    listen_for_batches(&h.pool).await;
+    let customer = customer(&h, "previous-release").await;
+    let batch = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO provisioning_batches (id, key, created_by, total) VALUES ($1, 'old', 'ops', 20)",
+    )
+    .bind(batch)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let ids: Vec<uuid::Uuid> = (0..20).map(|_| uuid::Uuid::new_v4()).collect();
+    // The previous release's statements, as it sent them.
+    sqlx::query(
+        "INSERT INTO instances (id, customer_id, template_guid, template_slug, plan, title,
+                                price_cents, state)
+         SELECT id, $2, 'g', 'email-assistant', 'starter', 'Old', 500, 'pending'
+         FROM unnest($1::uuid[]) AS id",
+    )
+    .bind(&ids)
+    .bind(customer.0)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO provisioning_batch_items (batch_id, position, customer_id, instance_id)
+         SELECT $1, p, $2, $3[p + 1] FROM generate_series(0, 19) AS p",
+    )
+    .bind(batch)
+    .bind(customer.0)
+    .bind(&ids)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+
+    assert_eq!(orders_of(&h.pool, batch).await, ids);
+    for id in &ids[..19] {
+        settle(&h.pool, *id).await;
+    }
+    assert!(completed_events(&h.pool).await.is_empty());
+    settle(&h.pool, ids[19]).await;
+    let events = completed_events(&h.pool).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0]["data"]["counts"],
+        serde_json::json!({"running": 20})
+    );
 }

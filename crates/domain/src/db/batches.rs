@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 
 use crate::error::Result;
-use crate::ids::{BatchId, CustomerId, InstanceId};
+use crate::ids::{BatchId, InstanceId};
 
 /// A batch row.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -94,31 +94,6 @@ pub async fn get(conn: impl PgExecutor<'_>, id: BatchId) -> Result<Option<Batch>
     .await?)
 }
 
-/// Links orders to the batch.
-///
-/// # Errors
-/// Database errors.
-pub async fn insert_items(
-    conn: impl PgExecutor<'_>,
-    batch: BatchId,
-    items: &[(CustomerId, InstanceId)],
-) -> Result<()> {
-    let positions: Vec<i32> = (0..items.len() as i32).collect();
-    let customers: Vec<CustomerId> = items.iter().map(|(c, _)| *c).collect();
-    let instances: Vec<InstanceId> = items.iter().map(|(_, i)| *i).collect();
-    sqlx::query(
-        "INSERT INTO provisioning_batch_items (batch_id, position, customer_id, instance_id)
-         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::uuid[])",
-    )
-    .bind(batch)
-    .bind(&positions)
-    .bind(&customers)
-    .bind(&instances)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Items from `after_position` on, with their instances' states.
 ///
 /// # Errors
@@ -130,12 +105,11 @@ pub async fn items(
     limit: i64,
 ) -> Result<Vec<BatchItem>> {
     Ok(sqlx::query_as::<_, BatchItem>(
-        "SELECT b.position, c.external_id AS customer, b.instance_id, i.state, i.last_error AS error
-         FROM provisioning_batch_items b
-         JOIN instances i ON i.id = b.instance_id
-         JOIN customers c ON c.id = b.customer_id
-         WHERE b.batch_id = $1 AND ($2::int IS NULL OR b.position > $2)
-         ORDER BY b.position LIMIT $3",
+        "SELECT i.batch_position AS position, c.external_id AS customer, i.id AS instance_id,
+                i.state, i.last_error AS error
+         FROM instances i JOIN customers c ON c.id = i.customer_id
+         WHERE i.batch_id = $1 AND ($2::int IS NULL OR i.batch_position > $2)
+         ORDER BY i.batch_position LIMIT $3",
     )
     .bind(batch)
     .bind(after_position)
@@ -150,8 +124,7 @@ pub async fn items(
 /// Database errors.
 pub async fn counts(conn: impl PgExecutor<'_>, batch: BatchId) -> Result<BTreeMap<String, i64>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT i.state, count(*) FROM provisioning_batch_items b
-         JOIN instances i ON i.id = b.instance_id WHERE b.batch_id = $1 GROUP BY i.state",
+        "SELECT i.state, count(*) FROM instances i WHERE i.batch_id = $1 GROUP BY i.state",
     )
     .bind(batch)
     .fetch_all(conn)

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
 use crate::error::{Error, Result};
-use crate::ids::{CustomerId, InstanceId, OperationId};
+use crate::ids::{BatchId, CustomerId, InstanceId, OperationId};
 use crate::model::{CancelSource, DesiredState, InstanceState, Plan};
 
 /// An instance row.
@@ -183,6 +183,57 @@ pub struct NewInstance {
 /// # Errors
 /// Database errors.
 pub async fn insert_many(conn: impl PgExecutor<'_>, rows: &[NewInstance]) -> Result<()> {
+    let query = sqlx::query(
+        "INSERT INTO instances (id, customer_id, template_guid, template_slug, plan, title,
+                                price_cents, pending_config, state)
+         SELECT *, 'pending' FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                         $6::text[], $7::bigint[], $8::bytea[])",
+    );
+    bind_rows(query, rows).execute(conn).await?;
+    Ok(())
+}
+
+/// Inserts a batch's instances as [`insert_many`] does, each marked with the batch and its
+/// position among `rows`, and counts them into the batch's progress shards (an order's shard is
+/// its position divided by `shard_span`, modulo 64) in the same statement, from the rows it
+/// inserted.
+///
+/// # Errors
+/// Database errors.
+pub async fn insert_batch(
+    conn: impl PgExecutor<'_>,
+    batch: BatchId,
+    shard_span: i16,
+    rows: &[NewInstance],
+) -> Result<()> {
+    let query = sqlx::query(
+        "WITH inserted AS (
+             INSERT INTO instances (id, customer_id, template_guid, template_slug, plan, title,
+                                    price_cents, pending_config, state, batch_id, batch_position)
+             SELECT id, customer_id, guid, slug, plan, title, price, config, 'pending', $9,
+                    (n - 1)::int
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::bigint[], $8::bytea[])
+                  WITH ORDINALITY AS r(id, customer_id, guid, slug, plan, title, price, config, n)
+             RETURNING batch_position)
+         INSERT INTO provisioning_batch_shards AS s (batch_id, shard, unsettled)
+         SELECT $9, (batch_position / $10 % 64)::smallint, count(*)::int FROM inserted GROUP BY 2
+         ON CONFLICT (batch_id, shard) DO UPDATE SET unsettled = s.unsettled + excluded.unsettled",
+    );
+    bind_rows(query, rows)
+        .bind(batch)
+        .bind(shard_span)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Binds `rows` column by column as `$1` – `$8` (id, customer, template guid and slug, plan,
+/// title, price, sealed config).
+fn bind_rows<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q [NewInstance],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
     let ids: Vec<InstanceId> = rows.iter().map(|r| r.id).collect();
     let customers: Vec<CustomerId> = rows.iter().map(|r| r.customer_id).collect();
     let guids: Vec<&str> = rows.iter().map(|r| r.template_guid.as_str()).collect();
@@ -190,24 +241,16 @@ pub async fn insert_many(conn: impl PgExecutor<'_>, rows: &[NewInstance]) -> Res
     let plans: Vec<&str> = rows.iter().map(|r| r.plan.as_str()).collect();
     let titles: Vec<&str> = rows.iter().map(|r| r.title.as_str()).collect();
     let prices: Vec<i64> = rows.iter().map(|r| r.price_cents).collect();
-    let configs: Vec<Option<Vec<u8>>> = rows.iter().map(|r| r.pending_config.clone()).collect();
-    sqlx::query(
-        "INSERT INTO instances (id, customer_id, template_guid, template_slug, plan, title,
-                                price_cents, pending_config, state)
-         SELECT *, 'pending' FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                                         $6::text[], $7::bigint[], $8::bytea[])",
-    )
-    .bind(&ids)
-    .bind(&customers)
-    .bind(&guids)
-    .bind(&slugs)
-    .bind(&plans)
-    .bind(&titles)
-    .bind(&prices)
-    .bind(&configs)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let configs: Vec<Option<&[u8]>> = rows.iter().map(|r| r.pending_config.as_deref()).collect();
+    query
+        .bind(ids)
+        .bind(customers)
+        .bind(guids)
+        .bind(slugs)
+        .bind(plans)
+        .bind(titles)
+        .bind(prices)
+        .bind(configs)
 }
 
 /// By id, whoever owns it (workers and ops).
