@@ -108,7 +108,7 @@ async fn view(state: &AppState, batch: Batch, query: &ItemsQuery) -> ApiResult<B
         .as_deref()
         .map(pagination::decode::<i32>)
         .transpose()?;
-    let items = batches::items(&state.pool, batch.id, after, limit).await?;
+    let (counts, items) = batches::progress(&state.pool, batch.id, after, limit).await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| {
             items
@@ -120,7 +120,7 @@ async fn view(state: &AppState, batch: Batch, query: &ItemsQuery) -> ApiResult<B
         id: batch.id.0,
         key: batch.key,
         total: batch.total,
-        counts: batches::counts(&state.pool, batch.id).await?,
+        counts,
         items: items
             .into_iter()
             .map(|i| BatchItemView {

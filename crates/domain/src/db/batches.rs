@@ -94,6 +94,27 @@ pub async fn get(conn: impl PgExecutor<'_>, id: BatchId) -> Result<Option<Batch>
     .await?)
 }
 
+/// A batch's progress as of one moment: its counts per state and the page of items from
+/// `after_position` on, read in one snapshot (read apart, a page could show an order still
+/// starting beside counts that have it running).
+///
+/// # Errors
+/// Database errors.
+pub async fn progress(
+    pool: &sqlx::PgPool,
+    batch: BatchId,
+    after_position: Option<i32>,
+    limit: i64,
+) -> Result<(BTreeMap<String, i64>, Vec<BatchItem>)> {
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let counts = counts(&mut *tx, batch).await?;
+    let items = items(&mut *tx, batch, after_position, limit).await?;
+    tx.commit().await?;
+    Ok((counts, items))
+}
+
 /// Items from `after_position` on, with their instances' states.
 ///
 /// # Errors
