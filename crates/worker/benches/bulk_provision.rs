@@ -107,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
     let submit_time = submitted.elapsed();
     wait_completed(&mut completed, &pool, "bench").await?;
     let wall = submitted.elapsed();
+    // It holds one of the pool's connections, which closing the pool would wait for.
+    drop(completed);
     let running: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE state = $1")
         .bind(InstanceState::Running.as_str())
         .fetch_one(&pool)
