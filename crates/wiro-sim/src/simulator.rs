@@ -118,6 +118,17 @@ pub(crate) struct Inner {
     pub(crate) most_calls_in_flight: AtomicUsize,
 }
 
+/// The world settled to now, read-only (from [`Simulator::world_read`]).
+pub struct WorldView<'a>(MutexGuard<'a, World>);
+
+impl std::ops::Deref for WorldView<'_> {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
 /// One `/v1` call being answered (counted in flight until dropped).
 pub(crate) struct CallInFlight(Simulator);
 
@@ -170,8 +181,21 @@ impl Simulator {
         }
     }
 
-    /// The world, settled to now. Keep the guard short: every request waits on it.
+    /// The world, settled to now, to change. Keep the guard short: every request waits on it.
     pub fn world(&self) -> MutexGuard<'_, World> {
+        let mut world = self.settled();
+        // Whatever the holder writes, the next settle must see.
+        world.touched();
+        world
+    }
+
+    /// The world, settled to now, to read: a read leaves the next settle free to skip its pass
+    /// over every instance when nothing fell due.
+    pub fn world_read(&self) -> WorldView<'_> {
+        WorldView(self.settled())
+    }
+
+    fn settled(&self) -> MutexGuard<'_, World> {
         let mut world = self
             .inner
             .world
@@ -179,6 +203,17 @@ impl Simulator {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         world.settle(self.inner.clock.now());
         world
+    }
+
+    /// The webhooks waiting to be sent, taken (what is due settled first). Not a change the
+    /// next settle needs to look at.
+    pub(crate) fn take_outbox(&self) -> Vec<crate::world::Callback> {
+        std::mem::take(&mut self.settled().outbox)
+    }
+
+    /// How many times a call has walked every instance to settle the world.
+    pub fn settle_passes(&self) -> u64 {
+        self.settled().settle_passes
     }
 
     /// Counts one call to `endpoint`. The world is not settled for it: a count changes no
@@ -274,12 +309,12 @@ impl Simulator {
 
     /// Every wallet charge so far.
     pub fn ledger(&self) -> Vec<Charge> {
-        self.world().ledger.clone()
+        self.world_read().ledger.clone()
     }
 
     /// Accounts and balances.
     pub fn accounts(&self) -> Vec<AccountView> {
-        self.world()
+        self.world_read()
             .accounts
             .values()
             .map(|a| AccountView {
@@ -313,7 +348,7 @@ impl Simulator {
 
     /// Every instance of every account.
     pub fn instances(&self) -> Vec<InstanceView> {
-        let world = self.world();
+        let world = self.world_read();
         world
             .instances
             .values()
@@ -401,6 +436,6 @@ impl Simulator {
 
     /// Requests seen per endpoint path, faulted ones included.
     pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        self.world().calls.clone()
+        self.world_read().calls.clone()
     }
 }

@@ -81,7 +81,7 @@ impl Simulator {
     /// The world as JSON.
     fn snapshot(&self) -> Vec<u8> {
         let now = self.now();
-        let world = self.world();
+        let world = self.world_read();
         let saved = Saved {
             format: FORMAT,
             now,

@@ -22,7 +22,7 @@ pub(crate) async fn tick_loop(sim: Simulator, every: Duration, mut stop: watch::
             _ = interval.tick() => {}
             _ = stop.changed() => return,
         }
-        let outbox = std::mem::take(&mut sim.world().outbox);
+        let outbox = sim.take_outbox();
         for callback in outbox {
             tokio::spawn(deliver(
                 http.clone(),

@@ -319,3 +319,44 @@ async fn deploy_seed_err(c: &wiro_client::Client) -> wiro_client::Error {
         .await
         .unwrap_err()
 }
+
+#[tokio::test]
+async fn reads_walk_the_instances_only_when_something_fell_due_or_changed() {
+    let server = sim().await;
+    let c = client(&server);
+    let agent = deploy_seed(&c, "starter").await;
+    complete_setup(&c, &agent.guid).await;
+    let sim = server.sim();
+    sim.freeze_clock();
+    c.start(&agent.guid).await.unwrap();
+    // Settles what the Start wrote; from here nothing changes until the queue's delay ends.
+    let passes = sim.settle_passes();
+    for _ in 0..20 {
+        let detail = c.detail(&agent.guid).await.unwrap();
+        assert_eq!(detail.status, AgentStatus::Queued);
+    }
+    assert_eq!(
+        sim.settle_passes(),
+        passes,
+        "twenty reads with nothing due and nothing written walked the instances"
+    );
+
+    // Time moves on by itself (no write, no `advance`): reads alone see each transition as it
+    // falls due.
+    sim.resume_clock();
+    let mut polls = 0;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while c.detail(&agent.guid).await.unwrap().status != AgentStatus::Running {
+            polls += 1;
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("reads alone see the agent reach Running");
+    let walked = sim.settle_passes() - passes;
+    assert!(
+        walked <= 3,
+        "one pass per transition that fell due (queued → starting → running), not one per read: \
+         {walked} passes for {polls} reads"
+    );
+}

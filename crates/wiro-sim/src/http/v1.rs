@@ -79,20 +79,34 @@ fn apply(
     body: &Bytes,
     plan: &FaultPlan,
 ) -> SimResult {
-    let mut world = sim.world();
     let now = sim.now();
-    match parse_json(body) {
-        Ok(request) => dispatch(&mut world, endpoint, headers, &request, now, plan),
-        Err(message) => Err(SimError {
-            http: 400,
-            code: 0,
-            message,
-        }),
+    let request = parse_json(body).map_err(|message| SimError {
+        http: 400,
+        code: 0,
+        message,
+    })?;
+    if READS.contains(&endpoint) {
+        read(&sim.world_read(), endpoint, headers, &request, now, plan)
+    } else {
+        dispatch(&mut sim.world(), endpoint, headers, &request, now)
     }
 }
 
-fn dispatch(
-    world: &mut World,
+/// The endpoints that change nothing: they read the world without marking it changed, so the
+/// next call's settle can skip its pass over every instance.
+const READS: [&str; 7] = [
+    "Agent/List",
+    "Agent/Detail",
+    "UserAgent/MyAgents",
+    "UserAgent/Detail",
+    "UserAgent/Message/Detail",
+    "UserAgent/Message/History",
+    "UserAgent/Message/Sessions",
+];
+
+/// Answers one of [`READS`].
+fn read(
+    world: &World,
     endpoint: &str,
     headers: &HeaderMap,
     body: &Value,
@@ -105,11 +119,7 @@ fn dispatch(
         _ => {}
     }
     let caller = auth::authenticate(world, headers)?;
-    if let Some(call) = endpoint.strip_prefix("UserAgentOAuth/") {
-        return oauth_call(world, &caller, call, headers, body, now);
-    }
     match endpoint {
-        "UserAgent/Deploy" => instances::deploy(world, &caller, body, now),
         "UserAgent/MyAgents" => instances::my_agents(
             world,
             &caller,
@@ -118,6 +128,26 @@ fn dispatch(
             Duration::from_millis(plan.list_lag_ms),
         ),
         "UserAgent/Detail" => instances::detail(world, &caller, body, now),
+        "UserAgent/Message/Detail" => messages::detail(world, &caller, body),
+        "UserAgent/Message/History" => messages::history(world, &caller, body),
+        "UserAgent/Message/Sessions" => messages::sessions(world, &caller, body),
+        _ => unreachable!("READS lists only the endpoints answered here"),
+    }
+}
+
+fn dispatch(
+    world: &mut World,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    now: crate::SimTime,
+) -> SimResult {
+    let caller = auth::authenticate(world, headers)?;
+    if let Some(call) = endpoint.strip_prefix("UserAgentOAuth/") {
+        return oauth_call(world, &caller, call, headers, body, now);
+    }
+    match endpoint {
+        "UserAgent/Deploy" => instances::deploy(world, &caller, body, now),
         "UserAgent/Update" => instances::update(world, &caller, body, now),
         "UserAgent/Start" => instances::start(world, &caller, body, now),
         "UserAgent/Stop" => instances::stop(world, &caller, body, now),
@@ -126,9 +156,6 @@ fn dispatch(
         "UserAgent/UpgradePlan" => billing::upgrade(world, &caller, body, now),
         "UserAgent/RenewSubscription" => billing::renew(world, &caller, body, now),
         "UserAgent/Message/Send" => messages::send(world, &caller, body, now),
-        "UserAgent/Message/Detail" => messages::detail(world, &caller, body),
-        "UserAgent/Message/History" => messages::history(world, &caller, body),
-        "UserAgent/Message/Sessions" => messages::sessions(world, &caller, body),
         "UserAgent/Message/Cancel" => messages::cancel(world, &caller, body),
         "UserAgent/Message/DeleteSession" => messages::delete_session(world, &caller, body),
         _ => Err(SimError {

@@ -297,6 +297,12 @@ pub struct World {
     pub fb_pending: BTreeMap<String, oauth::PendingPages>,
     pub(crate) next_instance_id: i64,
     pub(crate) next_message_seq: u64,
+    /// Nothing falls due before this time (the last [`World::settle`] pass found the earliest
+    /// status transition, pack expiry, period end and message step), and nothing was written
+    /// since; `None` when the world may have changed (every mutable access clears it).
+    quiet_until: Option<SimTime>,
+    /// Passes over every instance so far (tests check that reads skip them).
+    pub(crate) settle_passes: u64,
 }
 
 impl World {
@@ -316,25 +322,44 @@ impl World {
             fb_pending: BTreeMap::new(),
             next_instance_id: 100,
             next_message_seq: 0,
+            quiet_until: None,
+            settle_passes: 0,
         }
     }
 
     /// Applies everything that became due by `now`: status transitions, renewals and expiries
     /// (in time order across instances, since they share wallets), pack expiry, and messages.
-    /// Every call settles first, so this is one pass over the instances; renewals, rare, look
-    /// again only when one is due.
+    /// Every call settles first. A pass walks every instance, so it runs only when the world may
+    /// have changed since the last one ([`World::touched`]) or something it found falls due by
+    /// `now`: a sweep's 50,000 Details over 100,000 agents walked 5·10⁹ instances before.
+    /// Renewals, rare, look again only when one is due.
     pub fn settle(&mut self, now: SimTime) {
+        if self.quiet_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.settle_passes += 1;
         let delays = self.delays;
         let mut period_ended = false;
+        let mut next = SimTime::MAX;
         for instance in self.instances.values_mut() {
             instances::settle_status(instance, now, delays);
             billing::forfeit_expired_packs(instance, now);
             period_ended |= billing::period_ended(instance, now);
+            next = next.min(next_due(instance));
         }
         if period_ended {
             billing::renew_or_expire_due(self, now);
         }
         messages::settle_messages(self, now);
+        let message_next = self.messages.values().filter_map(|m| m.next_at).min();
+        next = next.min(message_next.unwrap_or(SimTime::MAX));
+        // A renewal moved periods and wallets: the next call looks again.
+        self.quiet_until = (!period_ended).then_some(next);
+    }
+
+    /// Marks the world as possibly changed: the next [`World::settle`] walks it.
+    pub fn touched(&mut self) {
+        self.quiet_until = None;
     }
 
     /// Charges `cents` to the account with `api_key` for `instance_guid`, or refuses with
@@ -379,4 +404,22 @@ impl World {
         self.next_message_seq += 1;
         self.next_message_seq
     }
+}
+
+/// When `inst`, settled, next changes by itself: its status transition, its earliest pack's
+/// expiry or its active subscription's period end.
+fn next_due(inst: &Instance) -> SimTime {
+    let transition = inst.transition_at.unwrap_or(SimTime::MAX);
+    let pack = inst
+        .packs
+        .iter()
+        .map(|p| p.expires_at)
+        .min()
+        .unwrap_or(SimTime::MAX);
+    let period = inst
+        .subscription
+        .as_ref()
+        .filter(|sub| sub.active)
+        .map_or(SimTime::MAX, |sub| sub.period_end);
+    transition.min(pack).min(period)
 }
