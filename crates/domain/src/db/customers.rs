@@ -137,6 +137,28 @@ pub async fn active_among(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// The statuses of those of `ids` that exist, in one statement (a sweep's customers).
+///
+/// # Errors
+/// Database errors; [`Error::Corrupt`] for a status no release writes.
+pub async fn statuses(
+    conn: impl PgExecutor<'_>,
+    ids: &[CustomerId],
+) -> Result<Vec<(CustomerId, CustomerStatus)>> {
+    let rows: Vec<(CustomerId, String)> =
+        sqlx::query_as("SELECT id, status FROM customers WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter()
+        .map(|(id, status)| {
+            CustomerStatus::try_from(status)
+                .map(|status| (id, status))
+                .map_err(|e| Error::Corrupt(format!("customer {id}: {e}")))
+        })
+        .collect()
+}
+
 /// A page of customers ordered by id, after `after`, optionally one status.
 ///
 /// # Errors

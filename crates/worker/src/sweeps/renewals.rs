@@ -38,7 +38,7 @@ pub struct RenewalReport {
 pub async fn run(ctx: &Services) -> anyhow::Result<RenewalReport> {
     let horizon = Utc::now() + chrono::Duration::from_std(ctx.settings.schedules.renewal_window)?;
     let candidates = instances::renewal_candidates(&ctx.pool, horizon).await?;
-    let statuses = Statuses::new(&ctx.pool);
+    let statuses = Statuses::of(&ctx.pool, candidates.iter().map(|i| i.customer_id)).await?;
     let count = candidates.len();
     let failures = for_each(ctx, candidates, |instance| {
         let statuses = &statuses;

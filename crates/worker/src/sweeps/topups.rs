@@ -57,7 +57,7 @@ pub async fn run(ctx: &Services) -> anyhow::Result<TopupReport> {
             may_need_credits(instance, agent, threshold).then(|| (*instance).clone())
         })
         .collect();
-    let statuses = Statuses::new(&ctx.pool);
+    let statuses = Statuses::of(&ctx.pool, candidates.iter().map(|i| i.customer_id)).await?;
     let count = candidates.len();
     let failures = for_each(ctx, candidates, |instance| {
         let statuses = &statuses;

@@ -75,7 +75,6 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         .filter_map(|i| i.wiro_guid.as_deref().map(|g| (g, i)))
         .collect();
     let seen: HashSet<&str> = upstream.iter().map(|a| a.guid.as_str()).collect();
-    let statuses = Statuses::new(&ctx.pool);
 
     let (mapped, unknown): (Vec<&UserAgent>, Vec<&UserAgent>) = upstream
         .iter()
@@ -89,6 +88,7 @@ pub async fn run(ctx: &Services) -> anyhow::Result<ReconcileReport> {
         .map(|agent| ((*by_guid[agent.guid.as_str()]).clone(), agent.clone()))
         .partition(|(instance, _)| instance.updated_at < listed_from);
     report.written_meanwhile = newer.len();
+    let statuses = Statuses::of(&ctx.pool, mapped.iter().map(|(i, _)| i.customer_id)).await?;
     let written = std::sync::atomic::AtomicUsize::new(0);
     report.failures += for_each(ctx, mapped, |(instance, agent)| {
         let statuses = &statuses;
