@@ -30,5 +30,7 @@ pub use catalog::Catalog;
 pub use clock::{DAY_MS, SimClock, SimTime};
 pub use faults::{FaultMode, FaultSpec};
 pub use http::SimServer;
-pub use simulator::{AccountSpec, AccountView, InstanceView, SimConfig, Simulator, WorldView};
+pub use simulator::{
+    AccountSpec, AccountView, InstanceView, OneInstanceWrite, SimConfig, Simulator, WorldView,
+};
 pub use world::Delays;

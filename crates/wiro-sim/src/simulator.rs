@@ -129,6 +129,45 @@ impl std::ops::Deref for WorldView<'_> {
     }
 }
 
+/// The world, settled, for a write that changes at most one instance (and the wallet and
+/// ledger): the holder names that instance with [`OneInstanceWrite::wrote`], which re-indexes
+/// it alone; a guard dropped without naming one counts as any write (the next settle walks
+/// every instance).
+pub struct OneInstanceWrite<'a> {
+    world: MutexGuard<'a, World>,
+    named: bool,
+}
+
+impl OneInstanceWrite<'_> {
+    /// The write changed instance `guid` alone.
+    pub fn wrote(mut self, guid: &str) {
+        self.world.changed_one(guid);
+        self.named = true;
+    }
+}
+
+impl std::ops::Deref for OneInstanceWrite<'_> {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl std::ops::DerefMut for OneInstanceWrite<'_> {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
+impl Drop for OneInstanceWrite<'_> {
+    fn drop(&mut self) {
+        if !self.named {
+            self.world.touched();
+        }
+    }
+}
+
 /// One `/v1` call being answered (counted in flight until dropped).
 pub(crate) struct CallInFlight(Simulator);
 
@@ -187,6 +226,14 @@ impl Simulator {
         // Whatever the holder writes, the next settle must see.
         world.touched();
         world
+    }
+
+    /// The world, settled to now, for a write to one instance (see [`OneInstanceWrite`]).
+    pub fn world_for_one(&self) -> OneInstanceWrite<'_> {
+        OneInstanceWrite {
+            world: self.settled(),
+            named: false,
+        }
     }
 
     /// The world, settled to now, to read: a read leaves the next settle free to skip its pass
@@ -267,14 +314,14 @@ impl Simulator {
     /// Moves the clock forward and applies what fell due (renewals, expiries, transitions).
     pub fn advance_ms(&self, ms: i64) -> SimTime {
         let now = self.inner.clock.advance_ms(ms);
-        drop(self.world());
+        drop(self.world_read());
         now
     }
 
     /// Freezes simulated time: only `advance_*` moves it (see [`SimClock::freeze`]).
     pub fn freeze_clock(&self) -> SimTime {
         let now = self.inner.clock.freeze();
-        drop(self.world());
+        drop(self.world_read());
         now
     }
 

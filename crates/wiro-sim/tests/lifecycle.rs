@@ -354,9 +354,63 @@ async fn reads_walk_the_instances_only_when_something_fell_due_or_changed() {
     .await
     .expect("reads alone see the agent reach Running");
     let walked = sim.settle_passes() - passes;
-    assert!(
-        walked <= 3,
-        "one pass per transition that fell due (queued → starting → running), not one per read: \
-         {walked} passes for {polls} reads"
+    assert_eq!(
+        walked, 0,
+        "each transition that fell due (queued → starting → running) is found by its time, not \
+         by a walk: {walked} passes for {polls} reads"
     );
+}
+
+#[tokio::test]
+async fn a_write_to_one_agent_revisits_that_agent_alone_and_its_transitions_still_fall_due() {
+    let server = sim().await;
+    let c = client(&server);
+    let sim = server.sim();
+    let mut agents = Vec::new();
+    for _ in 0..3 {
+        let agent = deploy_seed(&c, "starter").await;
+        complete_setup(&c, &agent.guid).await;
+        agents.push(agent);
+    }
+    sim.freeze_clock();
+    let passes = sim.settle_passes();
+
+    // Deploy, Update, Start and Stop each change one agent.
+    let fresh = deploy_seed(&c, "starter").await;
+    complete_setup(&c, &fresh.guid).await;
+    for agent in &agents {
+        c.start(&agent.guid).await.unwrap();
+    }
+    c.stop(&agents[2].guid).await.unwrap();
+    let status = |guid: String| {
+        let c = &c;
+        async move { c.detail(&guid).await.unwrap().status }
+    };
+    assert_eq!(status(agents[0].guid.clone()).await, AgentStatus::Queued);
+    assert_eq!(status(agents[2].guid.clone()).await, AgentStatus::Stopped);
+    assert_eq!(status(fresh.guid.clone()).await, AgentStatus::Stopped);
+    assert_eq!(
+        sim.settle_passes(),
+        passes,
+        "writes to one agent each made a call walk every agent"
+    );
+
+    // Their timers still fall due: queued → starting → running, with no write in between.
+    sim.advance_ms(STEP_MS);
+    assert_eq!(status(agents[1].guid.clone()).await, AgentStatus::Starting);
+    sim.advance_ms(STEP_MS);
+    for agent in &agents[..2] {
+        assert_eq!(status(agent.guid.clone()).await, AgentStatus::Running);
+    }
+    assert_eq!(status(agents[2].guid.clone()).await, AgentStatus::Stopped);
+    assert_eq!(
+        sim.settle_passes(),
+        passes,
+        "time moving on walked them all"
+    );
+
+    // Any other write (a cancel) still makes the next call walk every agent.
+    c.cancel_subscription(&agents[0].guid).await.unwrap();
+    status(agents[0].guid.clone()).await;
+    assert_eq!(sim.settle_passes(), passes + 1);
 }

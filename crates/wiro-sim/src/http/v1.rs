@@ -87,10 +87,33 @@ fn apply(
     })?;
     if READS.contains(&endpoint) {
         read(&sim.world_read(), endpoint, headers, &request, now, plan)
+    } else if ONE_INSTANCE_WRITES.contains(&endpoint) {
+        let mut world = sim.world_for_one();
+        let outcome = dispatch(&mut world, endpoint, headers, &request, now);
+        // Deploy's instance is in its answer; the others name theirs in the body.
+        let guid = match (&outcome, endpoint) {
+            (Ok(answer), "UserAgent/Deploy") => answer.pointer("/useragents/0/guid"),
+            (Err(_), "UserAgent/Deploy") => None,
+            _ => request.get("guid"),
+        };
+        if let Some(guid) = guid.and_then(Value::as_str) {
+            world.wrote(guid);
+        }
+        outcome
     } else {
         dispatch(&mut sim.world(), endpoint, headers, &request, now)
     }
 }
+
+/// The endpoints that change one instance alone (its status, timers, configuration; Deploy
+/// creates it and charges the wallet): the next call's settle re-indexes that instance instead
+/// of walking every one.
+const ONE_INSTANCE_WRITES: [&str; 4] = [
+    "UserAgent/Deploy",
+    "UserAgent/Update",
+    "UserAgent/Start",
+    "UserAgent/Stop",
+];
 
 /// The endpoints that change nothing: they read the world without marking it changed, so the
 /// next call's settle can skip its pass over every instance.

@@ -9,7 +9,7 @@ pub mod messages;
 pub mod oauth;
 mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -297,10 +297,18 @@ pub struct World {
     pub fb_pending: BTreeMap<String, oauth::PendingPages>,
     pub(crate) next_instance_id: i64,
     pub(crate) next_message_seq: u64,
-    /// Nothing falls due before this time (the last [`World::settle`] pass found the earliest
-    /// status transition, pack expiry, period end and message step), and nothing was written
-    /// since; `None` when the world may have changed (every mutable access clears it).
-    quiet_until: Option<SimTime>,
+    /// When something next falls due for each instance (status transition, earliest pack
+    /// expiry, active period end), earliest first: [`World::settle`] visits only the instances
+    /// whose time has come. Valid while `indexed`.
+    due: BTreeSet<(SimTime, String)>,
+    /// Each indexed instance's entry in `due`, to move it when the instance changes.
+    due_of: HashMap<String, SimTime>,
+    /// `due` holds every instance's next time: nothing was written since the last pass over
+    /// them all, other than writes to one instance that re-indexed it
+    /// ([`World::changed_one`]). Any other mutable access clears it ([`World::touched`]).
+    indexed: bool,
+    /// The earliest message step (`SimTime::MAX` for none). Valid while `indexed`.
+    messages_due: SimTime,
     /// Passes over every instance so far (tests check that reads skip them).
     pub(crate) settle_passes: u64,
 }
@@ -322,44 +330,111 @@ impl World {
             fb_pending: BTreeMap::new(),
             next_instance_id: 100,
             next_message_seq: 0,
-            quiet_until: None,
+            due: BTreeSet::new(),
+            due_of: HashMap::new(),
+            indexed: false,
+            messages_due: SimTime::MAX,
             settle_passes: 0,
         }
     }
 
     /// Applies everything that became due by `now`: status transitions, renewals and expiries
     /// (in time order across instances, since they share wallets), pack expiry, and messages.
-    /// Every call settles first. A pass walks every instance, so it runs only when the world may
-    /// have changed since the last one ([`World::touched`]) or something it found falls due by
-    /// `now`: a sweep's 50,000 Details over 100,000 agents walked 5·10⁹ instances before.
-    /// Renewals, rare, look again only when one is due.
+    /// Every call settles first, so a settle must not cost a walk over every instance: after a
+    /// pass over them all it keeps when each next falls due, and then visits only the instances
+    /// whose time has come (a sweep's 50,000 Details over 100,000 agents walked 5·10⁹
+    /// instances before the first cut of this; a bulk run's every Start, due at once with no
+    /// start delay, walked them all again). A write other than one instance's
+    /// ([`World::changed_one`]) makes the next settle walk them all.
     pub fn settle(&mut self, now: SimTime) {
-        if self.quiet_until.is_some_and(|until| now < until) {
+        if !self.indexed {
+            self.settle_all(now);
             return;
         }
+        let delays = self.delays;
+        let mut period_ended = false;
+        let mut visited = Vec::new();
+        while self.due.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, guid)) = self.due.pop_first() else {
+                break;
+            };
+            self.due_of.remove(&guid);
+            if let Some(instance) = self.instances.get_mut(&guid) {
+                period_ended |= settle_instance(instance, now, delays);
+            }
+            visited.push(guid);
+        }
+        if period_ended {
+            billing::renew_or_expire_due(self, now);
+            // A renewal moved periods and wallets: the next call walks every instance.
+            self.indexed = false;
+        } else {
+            // Indexed again only once settled: an ended period stays due until it is renewed.
+            for guid in visited {
+                self.index(&guid);
+            }
+        }
+        if self.messages_due <= now {
+            messages::settle_messages(self, now);
+            // A message's end may spend credits or stop an agent: the next call walks them all.
+            self.indexed = false;
+        }
+    }
+
+    /// The pass over every instance, which rebuilds the index of when each falls due next.
+    fn settle_all(&mut self, now: SimTime) {
         self.settle_passes += 1;
         let delays = self.delays;
         let mut period_ended = false;
-        let mut next = SimTime::MAX;
+        self.due.clear();
+        self.due_of.clear();
         for instance in self.instances.values_mut() {
-            instances::settle_status(instance, now, delays);
-            billing::forfeit_expired_packs(instance, now);
-            period_ended |= billing::period_ended(instance, now);
-            next = next.min(next_due(instance));
+            period_ended |= settle_instance(instance, now, delays);
+            let next = next_due(instance);
+            if next < SimTime::MAX {
+                self.due.insert((next, instance.guid.clone()));
+                self.due_of.insert(instance.guid.clone(), next);
+            }
         }
         if period_ended {
             billing::renew_or_expire_due(self, now);
         }
         messages::settle_messages(self, now);
-        let message_next = self.messages.values().filter_map(|m| m.next_at).min();
-        next = next.min(message_next.unwrap_or(SimTime::MAX));
+        self.messages_due = self
+            .messages
+            .values()
+            .filter_map(|m| m.next_at)
+            .min()
+            .unwrap_or(SimTime::MAX);
         // A renewal moved periods and wallets: the next call looks again.
-        self.quiet_until = (!period_ended).then_some(next);
+        self.indexed = !period_ended;
     }
 
-    /// Marks the world as possibly changed: the next [`World::settle`] walks it.
+    /// Moves instance `guid`'s entry in the index of due times to what it is now.
+    fn index(&mut self, guid: &str) {
+        if let Some(old) = self.due_of.remove(guid) {
+            self.due.remove(&(old, guid.to_owned()));
+        }
+        if let Some(next) = self.instances.get(guid).map(next_due)
+            && next < SimTime::MAX
+        {
+            self.due.insert((next, guid.to_owned()));
+            self.due_of.insert(guid.to_owned(), next);
+        }
+    }
+
+    /// Marks the world as possibly changed anywhere: the next [`World::settle`] walks it.
     pub fn touched(&mut self) {
-        self.quiet_until = None;
+        self.indexed = false;
+    }
+
+    /// Records that a write changed instance `guid` alone (its status, timers, subscription or
+    /// packs; the wallet and ledger at most besides, which nothing falls due on): the next
+    /// [`World::settle`] needs no walk for it.
+    pub fn changed_one(&mut self, guid: &str) {
+        if self.indexed {
+            self.index(guid);
+        }
     }
 
     /// Charges `cents` to the account with `api_key` for `instance_guid`, or refuses with
@@ -404,6 +479,14 @@ impl World {
         self.next_message_seq += 1;
         self.next_message_seq
     }
+}
+
+/// Settles one instance to `now` (its timed status, its expired packs); whether its period
+/// ended (the caller renews or expires every such one together, in time order).
+fn settle_instance(inst: &mut Instance, now: SimTime, delays: Delays) -> bool {
+    instances::settle_status(inst, now, delays);
+    billing::forfeit_expired_packs(inst, now);
+    billing::period_ended(inst, now)
 }
 
 /// When `inst`, settled, next changes by itself: its status transition, its earliest pack's
