@@ -375,13 +375,14 @@ async fn a_write_to_one_agent_revisits_that_agent_alone_and_its_transitions_stil
     sim.freeze_clock();
     let passes = sim.settle_passes();
 
-    // Deploy, Update, Start and Stop each change one agent.
+    // Deploy, Update, Start, Stop and a cancel each change one agent.
     let fresh = deploy_seed(&c, "starter").await;
     complete_setup(&c, &fresh.guid).await;
     for agent in &agents {
         c.start(&agent.guid).await.unwrap();
     }
     c.stop(&agents[2].guid).await.unwrap();
+    c.cancel_subscription(&fresh.guid).await.unwrap();
     let status = |guid: String| {
         let c = &c;
         async move { c.detail(&guid).await.unwrap().status }
@@ -409,8 +410,8 @@ async fn a_write_to_one_agent_revisits_that_agent_alone_and_its_transitions_stil
         "time moving on walked them all"
     );
 
-    // Any other write (a cancel) still makes the next call walk every agent.
-    c.cancel_subscription(&agents[0].guid).await.unwrap();
+    // Any other write (here the operator setting a wallet) makes the next call walk them all.
+    sim.set_wallet(KEY, 500.0).unwrap();
     status(agents[0].guid.clone()).await;
     assert_eq!(sim.settle_passes(), passes + 1);
 }

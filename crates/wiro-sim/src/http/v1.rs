@@ -94,6 +94,7 @@ fn apply(
         let guid = match (&outcome, endpoint) {
             (Ok(answer), "UserAgent/Deploy") => answer.pointer("/useragents/0/guid"),
             (Err(_), "UserAgent/Deploy") => None,
+            (_, "UserAgent/CreateExtraCreditCheckout") => request.get("useragentGuid"),
             _ => request.get("guid"),
         };
         if let Some(guid) = guid.and_then(Value::as_str) {
@@ -105,14 +106,18 @@ fn apply(
     }
 }
 
-/// The endpoints that change one instance alone (its status, timers, configuration; Deploy
-/// creates it and charges the wallet): the next call's settle re-indexes that instance instead
-/// of walking every one.
-const ONE_INSTANCE_WRITES: [&str; 4] = [
+/// The endpoints that change one instance alone (its status, timers, configuration,
+/// subscription or packs; Deploy creates it), besides charging the caller's wallet: the next
+/// call's settle re-indexes that instance instead of walking every one.
+const ONE_INSTANCE_WRITES: [&str; 8] = [
     "UserAgent/Deploy",
     "UserAgent/Update",
     "UserAgent/Start",
     "UserAgent/Stop",
+    "UserAgent/CreateExtraCreditCheckout",
+    "UserAgent/CancelSubscription",
+    "UserAgent/UpgradePlan",
+    "UserAgent/RenewSubscription",
 ];
 
 /// The endpoints that change nothing: they read the world without marking it changed, so the
